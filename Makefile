@@ -1,0 +1,42 @@
+# One target per tier; `make test` is what CI runs (.ci/run).
+UV_RUN := uv run --frozen
+PYTEST := $(UV_RUN) pytest
+
+.PHONY: bootstrap fetch lint typecheck test test-unit test-integration test-k8s test-e2e site clean-state
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+# Downloads only what is not cached yet; prints what it downloaded and how long it took.
+fetch: bootstrap
+	$(UV_RUN) phee components fetch
+
+lint: bootstrap
+	$(UV_RUN) ruff check .
+	$(UV_RUN) ruff format --check .
+
+typecheck: bootstrap
+	$(UV_RUN) mypy
+
+test-unit: bootstrap
+	$(PYTEST) -m unit
+
+test-integration: fetch
+	$(PYTEST) -m integration
+
+test-k8s: fetch
+	$(PYTEST) -m k8s
+
+test-e2e: fetch
+	$(PYTEST) -m e2e
+
+# The whole suite: quality gates first (fast), then every tier.
+test: fetch lint typecheck
+	$(PYTEST)
+
+# The main job: the local multi-engine site, until Ctrl-C.
+site: fetch
+	$(UV_RUN) phee site up
+
+clean-state:
+	$(UV_RUN) phee components stop

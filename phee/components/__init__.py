@@ -1,0 +1,27 @@
+"""The component manager: real servers fetched by pinned version, started on loopback.
+
+Use from Python (`get("kafka").start(workdir)`) or as `phee components fetch|start|stop|status`.
+"""
+
+from __future__ import annotations
+
+from phee.components.base import (
+    Component,
+    ComponentError,
+    FetchError,
+    Running,
+    StartError,
+    cache_root,
+)
+from phee.components.registry import NAMES, get
+
+__all__ = [
+    "NAMES",
+    "Component",
+    "ComponentError",
+    "FetchError",
+    "Running",
+    "StartError",
+    "cache_root",
+    "get",
+]

@@ -1,0 +1,208 @@
+"""Apache Kafka as one KRaft node (broker and controller in one JVM), for the exporter's records.
+
+Fetched from Maven Central as `kafka_2.13` with its runtime dependencies plus the reload4j
+logging binding the official distribution ships (without a binding Kafka logs nothing, and a
+failed start could not quote its log). Started with `java -cp 'libs/*' kafka.Kafka` after
+`kafka.tools.StorageTool format`, so the PID we hold is the JVM itself and `stop_pid` stops it.
+
+Ready means the log says "Kafka Server started" and a real Metadata request (a few bytes of the
+Kafka wire protocol over a socket, no client library needed) lists our broker: an open port
+alone is not enough, the socket server accepts before the broker has joined its own quorum.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import struct
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from phee.components import fetchers
+from phee.components.base import Component, Running, StartError, free_ports, tcp_open
+from phee.components.versions import KAFKA, KAFKA_SCALA
+
+#: The logging binding of Kafka's own 3.9 distribution (libs/ of the .tgz); Maven's runtime
+#: closure of kafka_2.13 stops at slf4j-api.
+RELOAD4J = "ch.qos.reload4j:reload4j:1.2.25"
+SLF4J_RELOAD4J = "org.slf4j:slf4j-reload4j:1.7.36"
+
+JAVA_MAJOR = 21
+HEAP = "-Xmx512m"
+DEFAULT_PARTITIONS = 3
+NODE_ID = 1
+
+LOG4J_PROPERTIES = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.org.apache.kafka.coordinator=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+"""
+
+
+class Kafka(Component):
+    """Single-node KRaft Kafka on 127.0.0.1, data and config in a fresh `workdir/kafka`."""
+
+    name = "kafka"
+    version = KAFKA
+    start_deadline_s = 90.0
+
+    @property
+    def libs(self) -> Path:
+        return self.cache_dir / "libs"
+
+    def _fetch(self) -> None:
+        fetchers.maven_copy_dependencies(
+            [f"org.apache.kafka:kafka_{KAFKA_SCALA}:{KAFKA}", RELOAD4J, SLF4J_RELOAD4J],
+            self.libs,
+        )
+        fetchers.java_home(JAVA_MAJOR)
+
+    def start(self, workdir: Path, **options: Any) -> Running:
+        """Format fresh storage and start; options: `partitions` (topic default, 3)."""
+        partitions = int(options.pop("partitions", DEFAULT_PARTITIONS))
+        if options:
+            raise TypeError(f"unknown Kafka options: {sorted(options)}")
+        self.fetch()
+        home = _fresh_dir(workdir / self.name)
+        port, controller_port = free_ports(2)
+        props = home / "server.properties"
+        props.write_text(_server_properties(home / "data", port, controller_port, partitions))
+        log4j = home / "log4j.properties"
+        log4j.write_text(LOG4J_PROPERTIES)
+        java = str(fetchers.java_home(JAVA_MAJOR) / "bin" / "java")
+        jvm = [
+            java,
+            "-server",
+            "-Xms128m",
+            HEAP,
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{log4j}",
+            f"-Dkafka.logs.dir={home}",
+            "-cp",
+            f"{self.libs}/*",
+        ]
+        self._format(jvm, props, home)
+        log_path = home / "kafka.log"
+
+        def ready() -> bool:
+            if not tcp_open(port):
+                return False
+            if "Kafka Server started" not in log_path.read_text(errors="replace"):
+                return False
+            return ("127.0.0.1", port) in [(h, p) for _, h, p in metadata_brokers(port)]
+
+        bootstrap = f"127.0.0.1:{port}"
+        return self._launch_and_wait(
+            [*jvm, "kafka.Kafka", str(props)],
+            workdir=home,
+            ready=ready,
+            endpoints={"bootstrap": bootstrap},
+            ports={"broker": port, "controller": controller_port},
+            extra={"partitions": partitions, "data_dir": str(home / "data")},
+        )
+
+    @staticmethod
+    def _format(jvm: list[str], props: Path, home: Path) -> None:
+        """KRaft refuses to start on unformatted storage; format with a new cluster id."""
+        cmd = [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)]
+        proc = subprocess.run(
+            cmd, cwd=home, capture_output=True, text=True, timeout=120, check=False
+        )
+        (home / "format.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise StartError(
+                f"kafka storage format exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+            )
+
+
+def _fresh_dir(path: Path) -> Path:
+    """The component's own directory; refusing a used one keeps old data out of a new run."""
+    if path.exists() and any(path.iterdir()):
+        raise StartError(f"{path} already exists and is not empty; pass a fresh workdir")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cluster_id() -> str:
+    """A Kafka Uuid string (URL-safe base64, no padding) that a CLI cannot mistake for a flag."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def _server_properties(data: Path, port: int, controller_port: int, partitions: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": str(NODE_ID),
+        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": str(partitions),
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        # One partition for consumer offsets: 50 (the default) costs seconds on 2 cores.
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "log.retention.hours": "24",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def metadata_brokers(port: int, host: str = "127.0.0.1") -> list[tuple[int, str, int]]:
+    """Brokers listed by a Metadata v0 request: (node id, host, port), or [] on any failure.
+
+    v0 is supported by every Kafka up to 3.9 and needs no client library; an empty topic list
+    asks for all topics, and we only read the broker array that comes first in the answer.
+    """
+    client_id = b"phee-ready"
+    body = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
+    with contextlib.suppress(OSError, struct.error, UnicodeDecodeError):
+        with socket.create_connection((host, port), timeout=2.0) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
+            resp = _recv_exactly(sock, size)
+        correlation, count = struct.unpack_from(">ii", resp, 0)
+        if correlation != 1:
+            return []
+        offset, brokers = 8, []
+        for _ in range(count):
+            node_id, hlen = struct.unpack_from(">ih", resp, offset)
+            offset += 6
+            bhost = resp[offset : offset + hlen].decode()
+            offset += hlen
+            (bport,) = struct.unpack_from(">i", resp, offset)
+            offset += 4
+            brokers.append((node_id, bhost, bport))
+        return brokers
+    return []
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf.extend(chunk)
+    return bytes(buf)

