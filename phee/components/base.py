@@ -105,7 +105,11 @@ def http_json(url: str, timeout: float = 2.0) -> Any:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with this PID exists and is not a zombie."""
+    """True while the process exists and any of its threads is not a zombie.
+
+    A process whose main thread has exited shows as a zombie leader while other threads still
+    run and hold its sockets (node does this on shutdown), so every thread is checked.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -113,11 +117,18 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
-    # Field 3 (after the parenthesised command name) is the state; Z is a zombie.
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        # The state follows the parenthesised command name; Z is a zombie.
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            return True
+    return False
 
 
 def launch(

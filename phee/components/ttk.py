@@ -1,7 +1,7 @@
 """The Mojaloop Testing Toolkit (TTK) as the switch the DFSP under test talks FSPIOP to.
 
 Fetched from npm as `ml-testing-toolkit` with an override pinning its shared library to 14.3.0
-(the 14.3.3 it asks for is not served), into the cache. Started with `node src/index.js`, cwd a
+(the 14.3.3 it asks for is not published), into the cache. Started with `node src/index.js`, cwd a
 fresh `workdir/ttk` holding a private copy of `spec_files/`: the TTK reads and *writes* its user
 config and rules there relative to the cwd, so two runs side by side must not share it.
 
@@ -11,7 +11,8 @@ override); for the rest a `node -r` preload rewrites `net.Server.prototype.liste
 127.0.0.1 and map 4040/5050 to the free ports we chose. No MongoDB: `HOSTING_ENABLED` stays off,
 so everything lives in files.
 
-Ready means the admin API answers `GET /api/config/user` with 200 and the switch port accepts.
+Ready means the admin API answers `GET /api/config/user` with 200 and the switch port answers
+HTTP. Stopped means every thread is gone, not just the leader (`base.pid_alive`).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from phee.components.base import (
     StartError,
     free_ports,
     http_status,
-    tcp_open,
 )
 from phee.components.versions import TESTING_TOOLKIT
 
 PACKAGE = "ml-testing-toolkit"
 SHARED_LIB = "@mojaloop/ml-testing-toolkit-shared-lib"
-#: The TTK's own dependency range resolves to 14.3.3, which the registry does not serve.
+#: The TTK pins the shared library to 14.3.3, which is not published; 14.3.0 is the newest.
 SHARED_LIB_OVERRIDE = "14.3.0"
 
 #: The ports the TTK hard-codes (admin) or defaults to (switch), remapped by the preload.
@@ -153,12 +153,16 @@ class TestingToolkit(Component):
             # Merged over system_config.json by the TTK itself; wins over an inherited value.
             "TTK_SYSTEM_CONFIG": json.dumps({**system_extra, "API_PORT": switch}),
             "PHEE_PORT_MAP": f"{UPSTREAM_SWITCH_PORT}:{switch},{UPSTREAM_ADMIN_PORT}:{admin}",
-            "FORCE_COLOR": "0",
         }
         admin_url = f"http://127.0.0.1:{admin}"
 
         def ready() -> bool:
-            return http_status(f"{admin_url}/api/config/user") == 200 and tcp_open(switch)
+            # Any HTTP answer on the switch port (its `/` is a 500) proves hapi is up there;
+            # a bare connect could be a loopback self-connect on an ephemeral port.
+            return (
+                http_status(f"{admin_url}/api/config/user") == 200
+                and http_status(f"http://127.0.0.1:{switch}/") is not None
+            )
 
         return self._launch_and_wait(
             [node, "-r", str(preload), str(self.package_dir / "src" / "index.js")],
