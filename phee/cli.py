@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from phee.components import ComponentError, manager
 
@@ -50,6 +53,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_site_up(args: argparse.Namespace) -> int:
+    from phee import site
+
+    if args.engines < 1 or args.instances < 1:
+        print("phee: --engines and --instances must be at least 1", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="phee-site-"))
+    try:
+        return site.up(workdir, args.engines, args.instances, args.duration)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"data and logs kept in {workdir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phee", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     p = csub.add_parser("status", help="what is cached (with versions) and what runs")
     p.set_defaults(func=_cmd_status)
+
+    site = sub.add_parser("site", help="the local multi-engine site")
+    ssub = site.add_subparsers(dest="action", required=True)
+    p = ssub.add_parser("up", help="start the site, prove it works, run until Ctrl-C")
+    p.add_argument("--engines", type=int, default=2, help="number of engines (default 2)")
+    p.add_argument("--instances", type=int, default=5, help="self-check instances per engine")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--keep", action="store_true", help="keep data and logs afterwards")
+    p.set_defaults(func=_cmd_site_up)
     return parser
 
 

@@ -64,13 +64,29 @@ class Prometheus(DebianComponent):
         )
 
 
+TargetGroup = dict[str, Any]
+
+
 def write_targets(path: Path, targets: list[str], labels: dict[str, str] | None = None) -> None:
-    """Replace the scrape targets (`host:port` each); written atomically so no half file is read."""
+    """Replace the scrape targets (`host:port` each) with one group."""
+    write_target_groups(path, [{"targets": targets, "labels": labels or {}}])
+
+
+def write_target_groups(path: Path, groups: list[TargetGroup]) -> None:
+    """Replace all target groups; written atomically so Prometheus never reads half a file.
+
+    A group's labels may set `__metrics_path__` (Zeebe serves `/actuator/prometheus`).
+    """
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([{"targets": targets, "labels": labels or {}}]))
+    tmp.write_text(json.dumps(groups))
     tmp.replace(path)
 
 
 def set_targets(running: Running, targets: list[str], labels: dict[str, str] | None = None) -> None:
     """Point a running Prometheus at new targets."""
     write_targets(Path(running.extra["targets_file"]), targets, labels)
+
+
+def set_target_groups(running: Running, groups: list[TargetGroup]) -> None:
+    """Point a running Prometheus at new target groups."""
+    write_target_groups(Path(running.extra["targets_file"]), groups)

@@ -36,13 +36,13 @@ def test_index_and_search(elasticsearch: Running) -> None:
             }
         },
     )
-    docs = [
+    docs: list[dict[str, str | float]] = [
         {"transactionId": "tx-1", "amount": 10.5, "status": "COMMITTED"},
         {"transactionId": "tx-2", "amount": 99.99, "status": "ABORTED"},
         {"transactionId": "tx-3", "amount": 250, "status": "COMMITTED"},
     ]
     for doc in docs:
-        client.index(index=index, id=doc["transactionId"], document=doc)
+        client.index(index=index, id=str(doc["transactionId"]), document=doc)
     client.indices.refresh(index=index)
     found = client.search(
         index=index,

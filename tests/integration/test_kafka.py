@@ -15,7 +15,7 @@ async def _consume(consumer: AIOKafkaConsumer, count: int) -> list[int]:
     while len(values) < count:
         batch = await consumer.getmany(timeout_ms=1000, max_records=count - len(values))
         for records in batch.values():
-            values.extend(int(r.value) for r in records)
+            values.extend(int(r.value) for r in records if r.value is not None)
     return values
 
 

@@ -1,0 +1,56 @@
+"""`phee site up` as a newcomer runs it: the site comes up, proves itself, and Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+from phee.components.base import pid_alive
+from tests.support import poll
+
+
+def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phee.cli", "site", "up", "--engines", "2", "--instances", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def _read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=_read, daemon=True)
+    reader.start()
+    try:
+        poll(
+            lambda: True if any("Ctrl-C stops it" in line for line in lines) else None,
+            what="the site to report it is running",
+            deadline_s=240,
+            interval_s=0.5,
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    out = "".join(lines)
+    for engine in ("engine-a", "engine-b"):
+        assert re.search(
+            rf"{engine}: 2 instances completed in [\d.]+ s, \d+ records on Kafka topic "
+            rf"zeebe-{engine}",
+            out,
+        ), out
+    assert "prometheus: engine-a up=1, engine-b up=1" in out
+    assert "site stopped" in out
+    pids = [int(p) for p in re.findall(r" pid (\d+) ", out)]
+    assert len(pids) == 5  # kafka, two engines, elasticsearch, prometheus
+    assert [p for p in pids if pid_alive(p)] == []
