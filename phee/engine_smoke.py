@@ -75,6 +75,8 @@ async def exported_records(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        # The exporter writes in Kafka transactions: never read an aborted batch.
+        isolation_level="read_committed",
     )
     await consumer.start()
     records: list[dict[str, Any]] = []

