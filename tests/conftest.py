@@ -8,8 +8,10 @@ is still alive, or if any test was skipped.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,9 @@ def pytest_terminal_summary(
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a started process outlived its fixture, or when a test was skipped."""
+    pids_file = os.environ.get("PHEE_PIDS_FILE")
+    if pids_file:  # lets an outer test check this session's processes from outside
+        Path(pids_file).write_text(json.dumps([asdict(run) for run in STARTED]))
     leaked = [run for run in STARTED if pid_alive(run.pid)]
     for run in leaked:
         stop_pid(run.pid, grace_s=5)

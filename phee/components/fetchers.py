@@ -21,6 +21,12 @@ from phee.components.base import FetchError, cache_root
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 
+def _mvn() -> list[str]:
+    """`mvn` with its local repository under $HOME (Maven itself uses the passwd home, so a
+    run with another HOME, like a cold-cache measurement, would silently reuse the old one)."""
+    return ["mvn", "-B", "-q", f"-Dmaven.repo.local={Path.home() / '.m2' / 'repository'}"]
+
+
 def run(cmd: Sequence[str], *, cwd: Path | None = None, what: str, timeout_s: float = 1800) -> str:
     """Run a fetch command; on failure raise FetchError with the command and its output tail."""
     try:
@@ -45,9 +51,7 @@ def maven_copy(artifact: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     run(
         [
-            "mvn",
-            "-B",
-            "-q",
+            *_mvn(),
             f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
             f"-Dartifact={artifact}",
             f"-DoutputDirectory={dest}",
@@ -83,9 +87,7 @@ def maven_copy_dependencies(artifacts: Sequence[str], dest: Path) -> list[Path]:
         Path(tmp, "pom.xml").write_text(pom)
         run(
             [
-                "mvn",
-                "-B",
-                "-q",
+                *_mvn(),
                 f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
                 f"-DoutputDirectory={dest}",
                 "-DincludeScope=runtime",

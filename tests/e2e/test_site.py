@@ -8,10 +8,13 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from phee.components.base import pid_alive
 from tests.support import poll
 
 
+@pytest.mark.timeout(420)
 def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "phee.cli", "site", "up", "--engines", "2", "--instances", "2"],

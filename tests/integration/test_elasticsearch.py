@@ -46,10 +46,8 @@ def test_index_and_search(elasticsearch: Running) -> None:
     client.indices.refresh(index=index)
     found = client.search(
         index=index,
-        body={
-            "query": {"bool": {"filter": [{"term": {"status": "COMMITTED"}}]}},
-            "sort": ["amount"],
-        },
+        query={"bool": {"filter": [{"term": {"status": "COMMITTED"}}]}},
+        sort=[{"amount": {"order": "asc"}}],
     )
     assert found["hits"]["total"]["value"] == 2
     assert [h["_source"]["transactionId"] for h in found["hits"]["hits"]] == ["tx-1", "tx-3"]

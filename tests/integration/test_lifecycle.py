@@ -51,3 +51,20 @@ def test_second_fetch_downloads_nothing(name: str) -> None:
     comp.fetch()  # cold machines download here (the test command fetched everything already)
     assert comp.is_cached()
     assert comp.fetch() is False
+
+
+def test_a_real_server_that_cannot_start_fails_loudly_with_its_log(tmp_path: Path) -> None:
+    """Elasticsearch told to use a port that is taken exits; the error quotes its own log."""
+    import socket
+
+    from phee.components import StartError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(StartError) as info:
+            get("elasticsearch").start(tmp_path, settings={"http.port": port})
+    message = str(info.value)
+    assert "elasticsearch 7.17.29 exited with code" in message
+    assert "BindTransportException" in message or "Address already in use" in message
