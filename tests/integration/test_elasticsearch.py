@@ -47,7 +47,7 @@ def test_index_and_search(elasticsearch: Running) -> None:
     found = client.search(
         index=index,
         query={"bool": {"filter": [{"term": {"status": "COMMITTED"}}]}},
-        sort=[{"amount": {"order": "asc"}}],
+        sort=["amount"],  # ascending; the 7.17 client puts it in the request body
     )
     assert found["hits"]["total"]["value"] == 2
     assert [h["_source"]["transactionId"] for h in found["hits"]["hits"]] == ["tx-1", "tx-3"]
