@@ -5,21 +5,22 @@ logging binding the official distribution ships (without a binding Kafka logs no
 failed start could not quote its log). Started with `java -cp 'libs/*' kafka.Kafka` after
 `kafka.tools.StorageTool format`, so the PID we hold is the JVM itself and `stop_pid` stops it.
 
-Ready means the log says "Kafka Server started" and a real Metadata request (a few bytes of the
-Kafka wire protocol over a socket, no client library needed) lists our broker: an open port
-alone is not enough, the socket server accepts before the broker has joined its own quorum.
+Ready means the log says "Kafka Server started" and a real Metadata request (aiokafka) lists
+our broker: an open port alone is not enough, the socket server accepts before the broker has
+joined its own quorum.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
-import socket
-import struct
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from aiokafka.client import AIOKafkaClient
 
 from phee.components import fetchers
 from phee.components.base import Component, Running, StartError, free_ports, tcp_open
@@ -98,7 +99,9 @@ class Kafka(Component):
                 return False
             if "Kafka Server started" not in log_path.read_text(errors="replace"):
                 return False
-            return ("127.0.0.1", port) in [(h, p) for _, h, p in metadata_brokers(port)]
+            return ("127.0.0.1", port) in [
+                (h, p) for _, h, p in metadata_brokers(f"127.0.0.1:{port}")
+            ]
 
         bootstrap = f"127.0.0.1:{port}"
         return self._launch_and_wait(
@@ -169,40 +172,25 @@ def _server_properties(data: Path, port: int, controller_port: int, partitions: 
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def metadata_brokers(port: int, host: str = "127.0.0.1") -> list[tuple[int, str, int]]:
-    """Brokers listed by a Metadata v0 request: (node id, host, port), or [] on any failure.
+def metadata_brokers(bootstrap: str, timeout_s: float = 3.0) -> list[tuple[int, str, int]]:
+    """Brokers the cluster's metadata lists, as (node id, host, port); [] when it cannot answer.
 
-    v0 is supported by every Kafka up to 3.9 and needs no client library; an empty topic list
-    asks for all topics, and we only read the broker array that comes first in the answer.
+    Asked with aiokafka's client on a private event loop in its own thread, so the probe works
+    whether or not the caller already runs an event loop.
     """
-    client_id = b"phee-ready"
-    body = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
-    with contextlib.suppress(OSError, struct.error, UnicodeDecodeError):
-        with socket.create_connection((host, port), timeout=2.0) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
-            resp = _recv_exactly(sock, size)
-        correlation, count = struct.unpack_from(">ii", resp, 0)
-        if correlation != 1:
+
+    async def probe() -> list[tuple[int, str, int]]:
+        client = AIOKafkaClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        )
+        try:
+            await client.bootstrap()
+            return [(b.nodeId, b.host, b.port) for b in client.cluster.brokers()]
+        finally:
+            await client.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            return pool.submit(asyncio.run, probe()).result(timeout=timeout_s * 2)
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return []
-        offset, brokers = 8, []
-        for _ in range(count):
-            node_id, hlen = struct.unpack_from(">ih", resp, offset)
-            offset += 6
-            bhost = resp[offset : offset + hlen].decode()
-            offset += hlen
-            (bport,) = struct.unpack_from(">i", resp, offset)
-            offset += 4
-            brokers.append((node_id, bhost, bport))
-        return brokers
-    return []
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise OSError("connection closed")
-        buf.extend(chunk)
-    return bytes(buf)
