@@ -22,10 +22,8 @@ from phee.components import Running, get
 
 
 def _kafka_then_zeebe(workdir: Path) -> list[Running]:
-    kafka = get("kafka").start(workdir / "kafka")
-    zeebe = get("zeebe").start(
-        workdir / "zeebe", engine="bench", kafka_bootstrap=kafka.endpoint("bootstrap")
-    )
+    kafka = get("kafka").start(workdir)
+    zeebe = get("zeebe").start(workdir, engine="bench", kafka_bootstrap=kafka.endpoint("bootstrap"))
     return [kafka, zeebe]
 
 
@@ -33,7 +31,7 @@ def one_round(workdir: Path) -> tuple[float, list[Running]]:
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=2) as pool:
         chain = pool.submit(_kafka_then_zeebe, workdir)
-        es = pool.submit(get("elasticsearch").start, workdir / "elasticsearch")
+        es = pool.submit(get("elasticsearch").start, workdir)
         runs = [*chain.result(), es.result()]
     return time.monotonic() - start, runs
 

@@ -43,20 +43,21 @@ def start(workdir: Path, engine_names: list[str]) -> Site:
     """
     started: list[Running] = []
     try:
-        kafka = get("kafka").start(workdir / "kafka")
+        # Every component makes its own subdirectory (Zeebe's is named after the engine).
+        kafka = get("kafka").start(workdir)
         started.append(kafka)
         with ThreadPoolExecutor(max_workers=len(engine_names) + 2) as pool:
             engine_futures = {
                 name: pool.submit(
                     get("zeebe").start,
-                    workdir / name,
+                    workdir,
                     engine=name,
                     kafka_bootstrap=kafka.endpoint("bootstrap"),
                 )
                 for name in engine_names
             }
-            es_future = pool.submit(get("elasticsearch").start, workdir / "elasticsearch")
-            prom_future = pool.submit(get("prometheus").start, workdir / "prometheus")
+            es_future = pool.submit(get("elasticsearch").start, workdir)
+            prom_future = pool.submit(get("prometheus").start, workdir)
             futures = [*engine_futures.values(), es_future, prom_future]
             errors = []
             for future in futures:

@@ -49,7 +49,7 @@ def components_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _session_component(name: str, workdir: Path, **options: object) -> Iterator[Running]:
-    run = start_component(name, workdir / name, **options)
+    run = start_component(name, workdir, **options)  # each makes its own subdirectory
     try:
         yield run
     finally:

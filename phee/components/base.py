@@ -50,6 +50,14 @@ def state_root() -> Path:
     return Path(override) if override else cache_root() / "run"
 
 
+def fresh_dir(path: Path) -> Path:
+    """A component's own run directory; refusing a used one keeps old data out of a new run."""
+    if path.exists() and any(path.iterdir()):
+        raise StartError(f"{path} already exists and is not empty; pass a fresh workdir")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def free_port() -> int:
     """A port the kernel says is free on loopback right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

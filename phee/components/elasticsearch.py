@@ -33,8 +33,8 @@ from phee.components.base import (
     Component,
     FetchError,
     Running,
-    StartError,
     free_ports,
+    fresh_dir,
     http_json,
 )
 from phee.components.versions import ECJ, ELASTICSEARCH
@@ -201,9 +201,7 @@ class Elasticsearch(Component):
             raise TypeError(f"unknown Elasticsearch options: {sorted(options)}")
         self.fetch()
         self._ensure_launcher()
-        node_dir = workdir / self.name
-        if node_dir.exists() and any(node_dir.iterdir()):
-            raise StartError(f"{node_dir} already exists and is not empty; pass a fresh workdir")
+        node_dir = fresh_dir(workdir / self.name)
         config, tmp = node_dir / "config", node_dir / "tmp"
         for path in (config, tmp):
             path.mkdir(parents=True, exist_ok=True)

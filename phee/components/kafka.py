@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 
 from phee.components import fetchers
-from phee.components.base import Component, Running, StartError, free_ports, tcp_open
+from phee.components.base import Component, Running, StartError, free_ports, fresh_dir, tcp_open
 from phee.components.versions import KAFKA, KAFKA_SCALA, RELOAD4J, SLF4J_RELOAD4J
 
 JAVA_MAJOR = 21
@@ -72,13 +72,13 @@ class Kafka(Component):
         if options:
             raise TypeError(f"unknown Kafka options: {sorted(options)}")
         self.fetch()
-        home = _fresh_dir(workdir / self.name)
+        home = fresh_dir(workdir / self.name)
         port, controller_port = free_ports(2)
         props = home / "server.properties"
         props.write_text(_server_properties(home / "data", port, controller_port, partitions))
         log4j = home / "log4j.properties"
         log4j.write_text(LOG4J_PROPERTIES)
-        java = str(fetchers.java_home(JAVA_MAJOR) / "bin" / "java")
+        java = fetchers.java_bin(JAVA_MAJOR)
         jvm = [
             java,
             "-server",
@@ -125,14 +125,6 @@ class Kafka(Component):
             raise StartError(
                 f"kafka storage format exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
             )
-
-
-def _fresh_dir(path: Path) -> Path:
-    """The component's own directory; refusing a used one keeps old data out of a new run."""
-    if path.exists() and any(path.iterdir()):
-        raise StartError(f"{path} already exists and is not empty; pass a fresh workdir")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _cluster_id() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from phee.components import versions
-from phee.components.base import Running, StartError, free_port, tail, tcp_open
+from phee.components.base import Running, StartError, free_port, fresh_dir, tail, tcp_open
 from phee.components.debian import DebianComponent
 
 _V = versions.MARIADB
@@ -30,7 +30,7 @@ class MariaDB(DebianComponent):
     start_deadline_s = 60.0
 
     def start(self, workdir: Path, **options: Any) -> Running:
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = fresh_dir(workdir / self.name)
         data = workdir / "mariadb-data"
         log = workdir / "mariadb.log"
         usr = self.root / "usr"

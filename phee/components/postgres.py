@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from phee.components import versions
-from phee.components.base import Running, StartError, free_port, tail, tcp_open
+from phee.components.base import Running, StartError, free_port, fresh_dir, tail, tcp_open
 from phee.components.debian import DebianComponent, as_unprivileged
 
 _BIN = "usr/lib/postgresql/15/bin"
@@ -24,7 +24,7 @@ class PostgreSQL(DebianComponent):
     stop_signal = signal.SIGINT
 
     def start(self, workdir: Path, **options: Any) -> Running:
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = fresh_dir(workdir / self.name)
         data = workdir / "pgdata"
         log = workdir / "postgresql.log"
         bin_dir = self.root / _BIN

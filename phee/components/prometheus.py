@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from phee.components import versions
-from phee.components.base import Running, free_port, http_status
+from phee.components.base import Running, free_port, fresh_dir, http_status
 from phee.components.debian import DebianComponent
 
 
@@ -23,7 +23,7 @@ class Prometheus(DebianComponent):
     start_deadline_s = 60.0
 
     def start(self, workdir: Path, **options: Any) -> Running:
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = fresh_dir(workdir / self.name)
         interval = str(options.get("scrape_interval", "1s"))
         targets_file = workdir / "targets.json"
         write_targets(targets_file, list(options.get("targets", [])))

@@ -32,6 +32,7 @@ from phee.components.base import (
     Running,
     StartError,
     free_ports,
+    fresh_dir,
     http_status,
 )
 from phee.components.versions import TESTING_TOOLKIT
@@ -132,7 +133,7 @@ class TestingToolkit(Component):
         if node is None:
             raise StartError("node is not installed (the TTK needs node 20 or later)")
         self.fetch()
-        home = _fresh_dir(workdir / self.name)
+        home = fresh_dir(workdir / self.name)
         switch, admin = free_ports(2)
         callback = str(callback or f"http://127.0.0.1:{switch}")
 
@@ -216,14 +217,6 @@ def _package_version(path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return str(version) if version is not None else None
-
-
-def _fresh_dir(path: Path) -> Path:
-    """The TTK's own cwd; refusing a used one keeps another run's spec_files out of this one."""
-    if path.exists() and any(path.iterdir()):
-        raise StartError(f"{path} already exists and is not empty; pass a fresh workdir")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 __all__ = ["TestingToolkit", "configure_user", "user_config"]

@@ -39,6 +39,7 @@ from phee.components.base import (
     Running,
     StartError,
     free_ports,
+    fresh_dir,
     http_json,
     http_status,
 )
@@ -125,10 +126,7 @@ class Zeebe(Component):
         if not _ENGINE_RE.match(engine):
             raise ValueError(f"engine name {engine!r} must match {_ENGINE_RE.pattern}")
         self.fetch()
-        home = workdir / f"{self.name}-{engine}"
-        if home.exists() and any(home.iterdir()):
-            raise StartError(f"{home} already exists and is not empty; pass a fresh workdir")
-        home.mkdir(parents=True, exist_ok=True)
+        home = fresh_dir(workdir / f"{self.name}-{engine}")
 
         names = ["gateway", "command", "internal", "rest", "monitoring"]
         ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -147,7 +145,7 @@ class Zeebe(Component):
         log4j = home / "log4j2.xml"
         log4j.write_text(LOG4J2_XML)
 
-        java = str(fetchers.java_home(JAVA_MAJOR) / "bin" / "java")
+        java = fetchers.java_bin(JAVA_MAJOR)
         cmd = [
             java,
             "-Xms256m",
