@@ -18,7 +18,9 @@ lint: bootstrap
 typecheck: bootstrap
 	$(UV_RUN) mypy
 
+# Unit tests read the FSPIOP OpenAPI documents (a pinned npm artifact), nothing else.
 test-unit: bootstrap
+	$(UV_RUN) phee components fetch api-snippets
 	$(PYTEST) -m unit
 
 test-integration: fetch

@@ -6,6 +6,7 @@ Use from Python (`get("kafka").start(workdir)`) or as `phee components fetch|sta
 from __future__ import annotations
 
 from phee.components.base import (
+    Artifact,
     Component,
     ComponentError,
     FetchError,
@@ -17,6 +18,7 @@ from phee.components.registry import NAMES, get
 
 __all__ = [
     "NAMES",
+    "Artifact",
     "Component",
     "ComponentError",
     "FetchError",

@@ -265,17 +265,11 @@ class Running:
             raise ComponentError(f"{self.name} has no endpoint {key!r}") from err
 
 
-class Component(abc.ABC):
-    """A pinned real server: fetch it once into the cache, start it fresh, stop it."""
+class Artifact(abc.ABC):
+    """Something pinned that is downloaded once into the cache (a server, or files we read)."""
 
     name: str
     version: str
-    #: seconds a start may take before it counts as failed (cold JVMs on 2 cores are slow)
-    start_deadline_s: float = 120.0
-    #: seconds between the stop signal and SIGKILL
-    stop_grace_s: float = 20.0
-    #: the signal that asks this server for a clean but prompt shutdown
-    stop_signal: signal.Signals = signal.SIGTERM
 
     @property
     def cache_dir(self) -> Path:
@@ -300,7 +294,18 @@ class Component(abc.ABC):
 
     @abc.abstractmethod
     def _fetch(self) -> None:
-        """Put everything the component needs under `self.cache_dir`."""
+        """Put everything needed under `self.cache_dir`."""
+
+
+class Component(Artifact):
+    """A pinned real server: fetch it once into the cache, start it fresh, stop it."""
+
+    #: seconds a start may take before it counts as failed (cold JVMs on 2 cores are slow)
+    start_deadline_s: float = 120.0
+    #: seconds between the stop signal and SIGKILL
+    stop_grace_s: float = 20.0
+    #: the signal that asks this server for a clean but prompt shutdown
+    stop_signal: signal.Signals = signal.SIGTERM
 
     @abc.abstractmethod
     def start(self, workdir: Path, **options: Any) -> Running:

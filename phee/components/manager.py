@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phee.components.base import ComponentError, Running, state_root
-from phee.components.registry import NAMES, get, ordered
+from phee.components.registry import FETCHABLE, NAMES, get, get_fetchable, ordered
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,11 @@ class CacheEntry:
 
 def fetch(names: list[str]) -> list[FetchResult]:
     """Fetch each component unless cached; report what was downloaded and how long it took."""
+    wanted = set(names or FETCHABLE)
+    artifacts = {name: get_fetchable(name) for name in wanted}  # unknown names fail here
     results = []
-    for name in ordered(names or list(NAMES)):
-        comp = get(name)
+    for name in [n for n in FETCHABLE if n in wanted]:
+        comp = artifacts[name]
         start = time.monotonic()
         downloaded = comp.fetch()
         results.append(
@@ -97,8 +99,8 @@ def stop(names: list[str]) -> list[Running]:
 def cache_entries() -> list[CacheEntry]:
     """Every known component with its pinned version, whether it is cached, and its size."""
     entries = []
-    for name in NAMES:
-        comp = get(name)
+    for name in FETCHABLE:
+        comp = get_fetchable(name)
         size = 0
         if comp.cache_dir.exists():
             size = sum(f.stat().st_size for f in comp.cache_dir.rglob("*") if f.is_file())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from phee.components.base import Component, ComponentError
+from phee.components.base import Artifact, Component, ComponentError
 
 
 def _kafka() -> Component:
@@ -59,8 +59,19 @@ _FACTORIES: dict[str, Callable[[], Component]] = {
     "ttk": _ttk,
 }
 
+
+def _api_snippets() -> Artifact:
+    from phee.components.artifacts import ApiSnippets
+
+    return ApiSnippets()
+
+
+_ARTIFACTS: dict[str, Callable[[], Artifact]] = {"api-snippets": _api_snippets}
+
 #: every component, in start order
 NAMES: tuple[str, ...] = tuple(_FACTORIES)
+#: everything `fetch` knows: the components, then the files read at run time
+FETCHABLE: tuple[str, ...] = NAMES + tuple(_ARTIFACTS)
 
 
 def get(name: str) -> Component:
@@ -69,6 +80,15 @@ def get(name: str) -> Component:
         return _FACTORIES[name]()
     except KeyError:
         raise ComponentError(f"unknown component {name!r}; known: {', '.join(NAMES)}") from None
+
+
+def get_fetchable(name: str) -> Artifact:
+    """A component or a run-time artifact, for fetch and status."""
+    if name in _ARTIFACTS:
+        return _ARTIFACTS[name]()
+    if name in _FACTORIES:
+        return _FACTORIES[name]()
+    raise ComponentError(f"unknown component {name!r}; known: {', '.join(FETCHABLE)}")
 
 
 def ordered(names: list[str] | tuple[str, ...]) -> list[str]:

@@ -22,3 +22,6 @@ TESTING_TOOLKIT = "18.19.2"
 POSTGRESQL = "15.18-0+deb12u1"
 MARIADB = "1:10.11.18-0+deb12u1"
 PROMETHEUS = "2.42.0+ds-5+deb12u1"
+
+#: Mojaloop's official FSPIOP OpenAPI documents (npm), read by phee.fspiop.schemas.
+API_SNIPPETS = "18.4.1"

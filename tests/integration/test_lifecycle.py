@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from phee.cli import main
-from phee.components import NAMES, get
+from phee.components import get
 from phee.components.base import pid_alive
 from phee.components.manager import running
+from phee.components.registry import FETCHABLE, get_fetchable
 
 
 def test_cli_start_status_stop_leaves_no_process(
@@ -23,9 +24,9 @@ def test_cli_start_status_stop_leaves_no_process(
 
     assert main(["components", "status"]) == 0
     out = capsys.readouterr().out
-    for name in NAMES:
-        assert f"  {name} " in out  # every component is listed with its pinned version
-        assert get(name).version in out
+    for name in FETCHABLE:
+        assert f"  {name} " in out  # every component and artifact, with its pinned version
+        assert get_fetchable(name).version in out
     assert "postgresql" in out.split("running:")[1]
     assert "alive" in out.split("running:")[1]
 
@@ -43,11 +44,12 @@ def test_cli_start_status_stop_leaves_no_process(
 def test_unknown_component_is_a_clear_cli_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["components", "fetch", "oracle"]) == 1
     assert "unknown component 'oracle'; known: kafka, zeebe" in capsys.readouterr().err
+    assert main(["components", "fetch", "postgresql", "oracle"]) == 1  # nothing half-done
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FETCHABLE)
 def test_second_fetch_downloads_nothing(name: str) -> None:
-    comp = get(name)
+    comp = get_fetchable(name)
     comp.fetch()  # cold machines download here (the test command fetched everything already)
     assert comp.is_cached()
     assert comp.fetch() is False
