@@ -1,0 +1,5 @@
+"""Simulated peers of a DFSP for demos, load and tests: a reference AMS and a switch double.
+
+They stand where a bank's core system and the Mojaloop switch stand in production. Conformance
+is tested against the real Mojaloop Testing Toolkit; these exist for speed and fault injection.
+"""
