@@ -1,1 +1,1 @@
-"""FSPIOP (Mojaloop's scheme API): headers, schemas, JWS, ILP, errors and ids, shared by every part."""
+"""FSPIOP, Mojaloop's scheme API: headers, schemas, JWS, ILP, errors and ids for every part."""
