@@ -1,0 +1,171 @@
+"""The engine's own record of its payments: idempotency and status without the back office.
+
+The channel API answers `GET /channel/transfer/{id}` from here (PH-EE asks the whole back-office
+pipeline and reports FAILED as RECEIVED). Workers write each step's status; the outcome task
+writes the final state and reason. `X-CorrelationID` is unique per tenant, so a client that
+retries a request gets the payment it already started, not a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+FINAL_STATES = frozenset({"COMMITTED", "ABORTED", "FAILED"})
+
+metadata = MetaData()
+payments = Table(
+    "payments",
+    metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("correlation_id", String(128), nullable=True),
+    Column("direction", String(8), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("request", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("uq_tenant_correlation", "tenant", "correlation_id", unique=True),
+)
+
+
+@dataclass(frozen=True)
+class Payment:
+    transaction_id: str
+    tenant: str
+    correlation_id: str | None
+    direction: str
+    status: str
+    reason: str | None
+    request: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATES
+
+
+def _row(row: Any) -> Payment:
+    return Payment(
+        transaction_id=row.transaction_id,
+        tenant=row.tenant,
+        correlation_id=row.correlation_id,
+        direction=row.direction,
+        status=row.status,
+        reason=row.reason,
+        request=json.loads(row.request),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class PaymentStore:
+    """Synchronous SQL underneath; the async methods run it off the event loop."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_engine(url, future=True)
+        metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _create(
+        self,
+        transaction_id: str,
+        tenant: str,
+        correlation_id: str | None,
+        direction: str,
+        request: dict[str, Any],
+    ) -> tuple[Payment, bool]:
+        now = datetime.now(UTC)
+        values = {
+            "transaction_id": transaction_id,
+            "tenant": tenant,
+            "correlation_id": correlation_id,
+            "direction": direction,
+            "status": "RECEIVED",
+            "reason": None,
+            "request": json.dumps(request, sort_keys=True),
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(payments.insert().values(**values))
+        except IntegrityError:
+            existing = self._by_correlation(tenant, correlation_id) if correlation_id else None
+            if existing is None:
+                raise
+            return existing, False
+        return self._get(transaction_id) or _fail(transaction_id), True
+
+    def _by_correlation(self, tenant: str, correlation_id: str) -> Payment | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(payments).where(
+                    payments.c.tenant == tenant, payments.c.correlation_id == correlation_id
+                )
+            ).first()
+        return _row(row) if row else None
+
+    def _get(self, transaction_id: str) -> Payment | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(payments).where(payments.c.transaction_id == transaction_id)
+            ).first()
+        return _row(row) if row else None
+
+    def _set_status(self, transaction_id: str, status: str, reason: str | None) -> None:
+        with self._engine.begin() as conn:
+            # A final state is never overwritten (a late duplicate job must not reopen it).
+            conn.execute(
+                update(payments)
+                .where(
+                    payments.c.transaction_id == transaction_id,
+                    payments.c.status.not_in(FINAL_STATES),
+                )
+                .values(status=status, reason=reason, updated_at=datetime.now(UTC))
+            )
+
+    async def create(
+        self,
+        transaction_id: str,
+        *,
+        tenant: str,
+        correlation_id: str | None,
+        direction: str,
+        request: dict[str, Any],
+    ) -> tuple[Payment, bool]:
+        """Record a new payment; with a known correlation id, return the existing one."""
+        return await asyncio.to_thread(
+            self._create, transaction_id, tenant, correlation_id, direction, request
+        )
+
+    async def get(self, transaction_id: str) -> Payment | None:
+        return await asyncio.to_thread(self._get, transaction_id)
+
+    async def set_status(self, transaction_id: str, status: str, reason: str | None = None) -> None:
+        await asyncio.to_thread(self._set_status, transaction_id, status, reason)
+
+
+def _fail(transaction_id: str) -> Payment:
+    raise RuntimeError(f"payment {transaction_id} vanished right after it was written")
