@@ -94,7 +94,11 @@ class FspiopError(Exception):
 
     @property
     def http_status(self) -> int:
-        return _HTTP_STATUS.get(self.code, 400 if self.code.startswith("3") else 500)
+        if self.code in _HTTP_STATUS:
+            return _HTTP_STATUS[self.code]
+        if self.code.startswith("32"):  # an id that is not found, answered synchronously
+            return 404
+        return 400 if self.code.startswith("3") else 500
 
     def body(self) -> dict[str, Any]:
         """The `ErrorInformationObject` for an HTTP answer or a `PUT .../error` callback."""

@@ -1,0 +1,143 @@
+"""Channel API: PH-EE request shape, tenant header, idempotency by X-CorrelationID, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine_workers.channel import create_app
+from engine_workers.runtime import Runtime
+from engine_workers.settings import EngineSettings
+from phee.fspiop import ids
+
+GOOD: dict[str, Any] = {
+    "payer": {"partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": "27710101010"}},
+    "payee": {"partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": "27720202020"}},
+    "amount": {"amount": "12.5", "currency": "USD"},
+}
+
+
+class Started:
+    """Records the payer instances the channel asked to start."""
+
+    def __init__(self) -> None:
+        self.variables: list[dict[str, Any]] = []
+
+    async def __call__(self, variables: dict[str, Any]) -> int:
+        self.variables.append(variables)
+        return len(self.variables)
+
+
+@pytest.fixture
+def started() -> Started:
+    return Started()
+
+
+@pytest.fixture
+async def client(tmp_path: Path, started: Started) -> Any:
+    settings = EngineSettings(name="engine-b", slot=7, store_url=f"sqlite:///{tmp_path}/e.db")
+    rt = Runtime.from_settings(settings)
+    app = create_app(rt, started, ready=lambda: True)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://engine"
+    ) as http:
+        yield http
+    await rt.close()
+
+
+async def test_transfer_starts_one_payer_instance_with_engine_ids(
+    client: httpx.AsyncClient, started: Started
+) -> None:
+    resp = await client.post(
+        "/channel/transfer", json=GOOD, headers={"Platform-TenantId": "bank-a"}
+    )
+    assert resp.status_code == 202
+    tx = resp.json()["transactionId"]
+    (variables,) = started.variables
+    assert variables["transactionId"] == tx
+    for key in ("transactionId", "quoteId", "transferId"):
+        assert ids.slot_of(variables[key]) == 7  # the router can route every callback here
+    assert variables["tenant"] == "bank-a"
+    status = await client.get(f"/channel/transfer/{tx}", headers={"Platform-TenantId": "bank-a"})
+    assert status.json()["status"] == "RECEIVED"
+    assert status.json()["final"] is False
+
+
+async def test_same_correlation_id_is_one_payment(
+    client: httpx.AsyncClient, started: Started
+) -> None:
+    headers = {"Platform-TenantId": "bank-a", "X-CorrelationID": "order-42"}
+    first = await client.post("/channel/transfer", json=GOOD, headers=headers)
+    second = await client.post("/channel/transfer", json=GOOD, headers=headers)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["transactionId"] == first.json()["transactionId"]
+    assert len(started.variables) == 1
+    # The same correlation id in another tenant is another payment.
+    other = await client.post(
+        "/channel/transfer", json=GOOD, headers={**headers, "Platform-TenantId": "bank-b"}
+    )
+    assert other.json()["transactionId"] != first.json()["transactionId"]
+    assert len(started.variables) == 2
+
+
+async def test_other_tenants_payment_is_not_found(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/channel/transfer", json=GOOD, headers={"Platform-TenantId": "bank-a"}
+    )
+    tx = resp.json()["transactionId"]
+    other = await client.get(f"/channel/transfer/{tx}", headers={"Platform-TenantId": "bank-b"})
+    assert other.status_code == 404
+    assert other.json()["errorInformation"]["errorCode"] == "3208"
+
+
+def _mutated(path: list[str], value: Any) -> dict[str, Any]:
+    import copy
+
+    body = copy.deepcopy(GOOD)
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "named"),
+    [
+        (_mutated(["amount", "amount"], "12.50"), "3100", "amount/amount"),
+        (_mutated(["amount", "amount"], "-3"), "3100", "amount/amount"),
+        (_mutated(["amount", "currency"], "usd"), "3100", "amount/currency"),
+        (_mutated(["payee", "partyIdInfo", "partyIdType"], "PHONE"), "3100", "partyIdType"),
+        (_mutated(["payer", "partyIdInfo", "partyIdentifier"], None), "3102", "partyIdentifier"),
+        (_mutated(["amount"], None), "3102", "amount"),
+        ({**GOOD, "surprise": 1}, "3100", "surprise"),
+    ],
+)
+async def test_bad_requests_are_refused_and_start_nothing(
+    client: httpx.AsyncClient, started: Started, body: dict[str, Any], code: str, named: str
+) -> None:
+    resp = await client.post(
+        "/channel/transfer", json=body, headers={"Platform-TenantId": "bank-a"}
+    )
+    assert resp.status_code == 400
+    info = resp.json()["errorInformation"]
+    assert info["errorCode"] == code
+    assert named in info["errorDescription"]
+    assert started.variables == []
+
+
+async def test_missing_tenant_is_3102_naming_the_header(
+    client: httpx.AsyncClient, started: Started
+) -> None:
+    resp = await client.post("/channel/transfer", json=GOOD)
+    assert resp.status_code == 400
+    assert resp.json()["errorInformation"]["errorCode"] == "3102"
+    assert "Platform-TenantId" in resp.json()["errorInformation"]["errorDescription"]
+    assert started.variables == []
