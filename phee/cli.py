@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("status", help="what is cached (with versions) and what runs")
     p.set_defaults(func=_cmd_status)
 
+    from phee.fspiop import cli as fspiop_cli
+
+    fspiop_cli.add_parser(sub)
+
     site = sub.add_parser("site", help="the local multi-engine site")
     ssub = site.add_subparsers(dest="action", required=True)
     p = ssub.add_parser("up", help="start the site, prove it works, run until Ctrl-C")
@@ -102,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
+    if args.command == "fspiop":
+        from phee.fspiop import cli as fspiop_cli
+
+        return fspiop_cli.run(args)
     try:
         return int(args.func(args))
     except ComponentError as err:
