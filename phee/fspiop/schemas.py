@@ -10,18 +10,43 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
+import regex
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from phee.components.artifacts import ApiSnippets
 from phee.fspiop.errors import FspiopError
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    """`pattern` with Unicode property classes (`\\p{L}`), as the official schemas use.
+
+    The FSPIOP documents are written for ECMAScript regular expressions; Python's `re` cannot
+    compile their name patterns, the `regex` module can.
+    """
+    if isinstance(instance, str) and not _compiled(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: Draft 2020-12 with the Unicode-aware `pattern` keyword
+FspiopValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern}
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +142,12 @@ class FspiopSchemas:
         if error is not None:
             raise _as_fspiop(error)
 
-    def _validator(self, ref: str) -> Draft202012Validator:
+    def _validator(self, ref: str) -> Any:
         with _LOCK:
             cache = self.__dict__.setdefault("_validators", {})
             if ref not in cache:
-                cache[ref] = Draft202012Validator(
-                    {"$ref": self._base + ref}, registry=self._registry
-                )
-            validator: Draft202012Validator = cache[ref]
-            return validator
+                cache[ref] = FspiopValidator({"$ref": self._base + ref}, registry=self._registry)
+            return cache[ref]
 
 
 _LOCK = threading.Lock()

@@ -101,3 +101,24 @@ def test_unknown_operation_is_3002() -> None:
     with pytest.raises(FspiopError) as info:
         schemas("1.1").validate("DELETE", "/quotes/x", None)
     assert info.value.code == "3002"
+
+
+PARTY: dict[str, Any] = {
+    "party": {
+        "partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": "27713803912", "fspId": "dfsp"},
+        "name": "Zoë Ångström-Nkosi",
+        "personalInfo": {"complexName": {"firstName": "Zoë", "lastName": "Ångström"}},
+    }
+}
+
+
+@pytest.mark.parametrize("version", ["1.1", "2.0"])
+def test_unicode_names_use_the_official_ecmascript_patterns(version: str) -> None:
+    """The name patterns use \\p{L} (ECMAScript); Python's `re` cannot compile them."""
+    schemas(version).validate("PUT", "/parties/MSISDN/27713803912", PARTY)
+    blank = copy.deepcopy(PARTY)
+    blank["party"]["personalInfo"]["complexName"]["firstName"] = "   "
+    with pytest.raises(FspiopError) as info:
+        schemas(version).validate("PUT", "/parties/MSISDN/27713803912", blank)
+    assert info.value.code == "3100"
+    assert "/party/personalInfo/complexName/firstName" in info.value.description
