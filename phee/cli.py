@@ -57,12 +57,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_site_up(args: argparse.Namespace) -> int:
     from phee import site
 
-    if args.engines < 1 or args.instances < 1:
-        print("phee: --engines and --instances must be at least 1", file=sys.stderr)
+    if args.engines < 1 or args.payments < 0:
+        print("phee: --engines must be at least 1 and --payments not negative", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="phee-site-"))
     try:
-        return site.up(workdir, args.engines, args.instances, args.duration)
+        return site.up(workdir, args.engines, args.payments, args.duration)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = site.add_subparsers(dest="action", required=True)
     p = ssub.add_parser("up", help="start the site, prove it works, run until Ctrl-C")
     p.add_argument("--engines", type=int, default=2, help="number of engines (default 2)")
-    p.add_argument("--instances", type=int, default=5, help="self-check instances per engine")
+    p.add_argument("--payments", type=int, default=20, help="sample payments to send (default 20)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--keep", action="store_true", help="keep data and logs afterwards")
     p.set_defaults(func=_cmd_site_up)

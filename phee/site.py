@@ -1,10 +1,10 @@
 """`phee site up`: the local multi-engine site as real processes on this machine.
 
-First version (foundation): one Kafka, N Zeebe engines each exporting to its own topic,
-Elasticsearch for the back office, and Prometheus scraping every engine. Before reporting the
-site up it proves each engine works: instances run through a pyzeebe worker, their records
-arrive on that engine's topic, and Prometheus sees the engine. Later issues add the router,
-workers, back office, reference AMS and switch double here.
+One Kafka, N Zeebe engines each exporting to its own topic, Elasticsearch for the back office,
+Prometheus scraping every engine and service, and the payment stack (reference AMS, switch
+double, callback router, each engine's workers and channel API). It sends sample payments
+through the engines, prints their final states and what reached Kafka, then runs until Ctrl-C.
+The back office joins here with its issue.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
+from phee import stack as stack_mod
 from phee.components import Running, get
 from phee.components.base import http_json
 from phee.components.prometheus import set_target_groups
 from phee.components.zeebe import topic_for
-from phee.engine_smoke import exported_records, instance_completed, run_instances
+from phee.engine_smoke import exported_records
 
 
 @dataclass
@@ -91,41 +94,76 @@ def stop_all(started: list[Running]) -> None:
         get(run.name).stop(run)
 
 
-async def self_check(site: Site, instances: int) -> dict[str, dict[str, float]]:
-    """Run instances on every engine and check their export; returns figures per engine."""
-    report: dict[str, dict[str, float]] = {}
-    for name, engine in site.engines.items():
-        start = time.monotonic()
-        done = await run_instances(engine.endpoint("gateway"), instances)
-        ran_s = time.monotonic() - start
-        last = done[-1].process_instance_key
+async def exported(site: Site) -> dict[str, int]:
+    """Records each engine exported to its own Kafka topic so far (read to the end)."""
+    report: dict[str, int] = {}
+    for name in site.engines:
+        counted: list[int] = []
+
+        def caught_up(records: list[dict[str, object]], seen: list[int] = counted) -> bool:
+            grew = len(records) > (seen[-1] if seen else -1)
+            seen.append(len(records))
+            return bool(records) and not grew
+
         records = await exported_records(
-            site.kafka.endpoint("bootstrap"), topic_for(name), instance_completed(last)
+            site.kafka.endpoint("bootstrap"), topic_for(name), caught_up
         )
-        keys = {c.process_instance_key for c in done}
-        exported = {r["value"].get("processInstanceKey") for r in records} & keys
-        if exported != keys:
-            raise RuntimeError(f"{name}: instances {sorted(keys - exported)} were not exported")
-        report[name] = {"instances": len(done), "seconds": ran_s, "records": len(records)}
+        report[name] = len(records)
     return report
 
 
-def prometheus_sees(site: Site, deadline_s: float = 60.0) -> dict[str, float]:
-    """Poll Prometheus until every engine's `up` is 1; return `up` per engine."""
+def prometheus_sees(site: Site, wanted: list[str], deadline_s: float = 60.0) -> dict[str, float]:
+    """Poll Prometheus until every wanted target (engine or service label) has `up` 1."""
     url = f"{site.prometheus.endpoint('http')}/api/v1/query?query=up"
     end = time.monotonic() + deadline_s
     ups: dict[str, float] = {}
     while time.monotonic() < end:
         result = http_json(url)["data"]["result"]
-        ups = {r["metric"].get("engine", "?"): float(r["value"][1]) for r in result}
-        if all(ups.get(name) == 1.0 for name in site.engines):
+        ups = {
+            r["metric"].get("engine") or r["metric"].get("service", "?"): float(r["value"][1])
+            for r in result
+        }
+        if all(ups.get(name) == 1.0 for name in wanted):
             return ups
         time.sleep(0.5)
-    raise RuntimeError(f"Prometheus did not see every engine up within {deadline_s} s: {ups}")
+    raise RuntimeError(f"Prometheus did not see every target up within {deadline_s} s: {ups}")
 
 
-def up(workdir: Path, engines: int, instances: int, duration_s: float | None) -> int:
-    """Start the site, prove it, print where everything is, run until Ctrl-C/SIGTERM or duration."""
+def sample_payments(payments: stack_mod.PaymentStack, count: int) -> list[dict[str, str]]:
+    """Send `count` payments round robin over the engines' channel APIs; wait for each result."""
+    engines = sorted(payments.workers)
+    sent: list[tuple[str, str, httpx.Client]] = []
+    clients = {e: httpx.Client(base_url=payments.channel(e), timeout=10) for e in engines}
+    try:
+        for i in range(count):
+            engine = engines[i % len(engines)]
+            body = stack_mod.transfer_request(
+                stack_mod.payer_party(i % 10), stack_mod.payee_party((i + 1) % 10), f"{1 + i % 7}.5"
+            )
+            resp = clients[engine].post(
+                "/channel/transfer", json=body, headers={"Platform-TenantId": stack_mod.TENANT}
+            )
+            resp.raise_for_status()
+            sent.append((engine, str(resp.json()["transactionId"]), clients[engine]))
+        results = []
+        for engine, tx, client in sent:
+            final = stack_mod.wait_final(client, tx, 120)
+            results.append(
+                {
+                    "engine": engine,
+                    "transactionId": tx,
+                    "status": final["status"],
+                    "reason": final["reason"] or "",
+                }
+            )
+        return results
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> int:
+    """Start the site, prove it with sample payments, run until Ctrl-C/SIGTERM or duration."""
     names = [f"engine-{chr(ord('a') + i)}" for i in range(engines)]
     for name in ("kafka", "zeebe", "elasticsearch", "prometheus"):
         get(name).fetch()
@@ -137,19 +175,48 @@ def up(workdir: Path, engines: int, instances: int, duration_s: float | None) ->
     previous = signal.signal(signal.SIGTERM, _on_signal)
     t0 = time.monotonic()
     site = start(workdir, names)
+    payment_stack: stack_mod.PaymentStack | None = None
     try:
+        payment_stack = stack_mod.start(workdir, site.engines)
+        set_target_groups(
+            site.prometheus,
+            [
+                {
+                    "targets": [run.endpoint("monitoring").removeprefix("http://")],
+                    "labels": {"engine": name, "__metrics_path__": "/actuator/prometheus"},
+                }
+                for name, run in site.engines.items()
+            ]
+            + [
+                {
+                    "targets": [run.endpoint("http").removeprefix("http://")],
+                    "labels": {"service": run.name},
+                }
+                for run in payment_stack.order
+            ],
+        )
         print(f"site up in {time.monotonic() - t0:.1f} s; parts:")
-        for run in site.order:
+        for run in [*site.order, *payment_stack.order]:
             ends = " ".join(f"{k}={v}" for k, v in sorted(run.endpoints.items()))
             label = run.extra.get("engine", run.name)
-            print(f"  {label:<14} {run.name} {run.version:<22} pid {run.pid:<7} {ends}")
-        report = asyncio.run(self_check(site, instances))
-        for name, fig in report.items():
-            print(
-                f"  {name}: {fig['instances']:.0f} instances completed in {fig['seconds']:.1f} s, "
-                f"{fig['records']:.0f} records on Kafka topic {topic_for(name)}"
-            )
-        ups = prometheus_sees(site)
+            print(f"  {label:<16} {run.name:<16} {run.version:<22} pid {run.pid:<7} {ends}")
+        print(f"sending {payments} sample payments ...")
+        t1 = time.monotonic()
+        results = sample_payments(payment_stack, payments)
+        for r in results:
+            print(f"  {r['engine']:<9} {r['transactionId']}  {r['status']:<9} {r['reason']}")
+        counts = {
+            s: sum(1 for r in results if r["status"] == s)
+            for s in ("COMMITTED", "ABORTED", "FAILED")
+        }
+        print(
+            f"payments: {counts['COMMITTED']} COMMITTED, {counts['ABORTED']} ABORTED, "
+            f"{counts['FAILED']} FAILED in {time.monotonic() - t1:.1f} s"
+        )
+        report = asyncio.run(exported(site))
+        for name, records in report.items():
+            print(f"  {name}: {records} records on Kafka topic {topic_for(name)}")
+        ups = prometheus_sees(site, [*site.engines, *(r.name for r in payment_stack.order)])
         print("  prometheus: " + ", ".join(f"{k} up={v:.0f}" for k, v in sorted(ups.items())))
         if duration_s is None:
             print("site is running; Ctrl-C stops it")
@@ -158,6 +225,8 @@ def up(workdir: Path, engines: int, instances: int, duration_s: float | None) ->
         pass
     finally:
         print("stopping the site ...")
+        if payment_stack is not None:
+            payment_stack.stop()
         stop_all(site.order)
         signal.signal(signal.SIGTERM, previous)
         print("site stopped")

@@ -17,7 +17,7 @@ from tests.support import poll
 @pytest.mark.timeout(420)
 def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "phee.cli", "site", "up", "--engines", "2", "--instances", "2"],
+        [sys.executable, "-m", "phee.cli", "site", "up", "--engines", "2", "--payments", "20"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -46,14 +46,15 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
             proc.wait()
     reader.join(timeout=10)
     out = "".join(lines)
+    assert re.search(r"payments: 20 COMMITTED, 0 ABORTED, 0 FAILED in [\d.]+ s", out), out
+    assert len(re.findall(r"\n  engine-[ab] +\S+  COMMITTED", out)) == 20, out
     for engine in ("engine-a", "engine-b"):
-        assert re.search(
-            rf"{engine}: 2 instances completed in [\d.]+ s, \d+ records on Kafka topic "
-            rf"zeebe-{engine}",
-            out,
-        ), out
-    assert "prometheus: engine-a up=1, engine-b up=1" in out
+        assert re.search(rf"{engine}: \d+ records on Kafka topic zeebe-{engine}", out), out
+        assert f"{engine} up=1" in out
+    for service in ("reference-ams", "switch-double", "callback-router"):
+        assert f"{service} up=1" in out
     assert "site stopped" in out
     pids = [int(p) for p in re.findall(r" pid (\d+) ", out)]
-    assert len(pids) == 5  # kafka, two engines, elasticsearch, prometheus
+    # kafka, two engines, elasticsearch, prometheus, ams, switch, router, two engines' workers
+    assert len(pids) == 10
     assert [p for p in pids if pid_alive(p)] == []
