@@ -1,1 +1,1 @@
-"""callback_router package."""
+"""The callback router: the DFSP's one public FSPIOP endpoint in front of several engines."""
