@@ -34,7 +34,14 @@ async def run(settings: EngineSettings) -> None:
         "engine %s deployed %d processes on %s", settings.name, len(bpmn.FILES), settings.gateway
     )
 
-    worker = ZeebeWorker(grpc, name=settings.name, exception_handler=failures.handle)
+    # Job push (Zeebe 8.4+): jobs are streamed to us as they are created instead of each task
+    # type long-polling; polling still picks up older jobs.
+    worker = ZeebeWorker(
+        grpc,
+        name=settings.name,
+        exception_handler=failures.handle,
+        stream_enabled=settings.job_streaming,
+    )
     tasks_payer.register(worker, rt)
     tasks_payee.register(worker, rt)
     working = asyncio.create_task(worker.work())
@@ -62,6 +69,8 @@ def main() -> None:
         level=os.environ.get("PHEE_LOG_LEVEL", "INFO"),
         format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
     )
+    # One line per HTTP request costs more than the request on a busy engine.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(run(EngineSettings()))
 
 

@@ -38,3 +38,4 @@ class EngineSettings(BaseSettings):
     store_url: str = Field(default="sqlite:///./engine.db", description="engine-local payments")
     channel_port: int = Field(default=0, ge=0, le=65535, description="0: PHEE_PORT or free")
     max_jobs: int = Field(default=32, ge=1, description="jobs in flight per task type")
+    job_streaming: bool = Field(default=True, description="Zeebe job push instead of polling")

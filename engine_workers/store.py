@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    event,
     select,
     update,
 )
@@ -83,6 +84,10 @@ class PaymentStore:
 
     def __init__(self, url: str) -> None:
         self._engine = create_engine(url, future=True)
+        if self._engine.dialect.name == "sqlite":
+            # WAL with NORMAL sync: a commit does not wait for an fsync of the whole database;
+            # a crash can lose the last steps' status, which the next step rewrites anyway.
+            event.listen(self._engine, "connect", _sqlite_pragmas)
         metadata.create_all(self._engine)
 
     def close(self) -> None:
@@ -165,6 +170,13 @@ class PaymentStore:
 
     async def set_status(self, transaction_id: str, status: str, reason: str | None = None) -> None:
         await asyncio.to_thread(self._set_status, transaction_id, status, reason)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _fail(transaction_id: str) -> Payment:

@@ -58,6 +58,8 @@ def serve(app: FastAPI, *, port: int | None = None) -> None:
         level=os.environ.get("PHEE_LOG_LEVEL", "INFO"),
         format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
     )
+    # One log line per outgoing HTTP request costs more than the request on a busy service.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -26,6 +26,7 @@ Topic naming and record format, per engine (`engine` is the `start()` option):
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -151,6 +152,8 @@ class Zeebe(Component):
             "-Xms256m",
             HEAP,
             "-XX:+ExitOnOutOfMemoryError",
+            # Extra JVM flags for experiments and tuning (e.g. the garbage collector).
+            *os.environ.get("PHEE_ZEEBE_JAVA_OPTS", "").split(),
             "-Dfile.encoding=UTF-8",
             f"-Dlog4j.configurationFile={log4j}",
             f"-Dspring.config.additional-location=file:{config_path}",
