@@ -95,3 +95,15 @@ def dig(data: Any, *path: str) -> Any:
             return None
         data = data[key]
     return data
+
+
+def money(value: Any) -> dict[str, str]:
+    """An FSPIOP Money object reduced to `{"amount", "currency"}`.
+
+    Peers may add properties FSPIOP 1.x tolerates (the Testing Toolkit's mocked callbacks carry
+    random extra fields); only these two are ever used, and forwarding the rest would make the
+    AMS or the next FSPIOP request refuse the whole payment.
+    """
+    if not isinstance(value, dict) or "amount" not in value or "currency" not in value:
+        raise ValueError(f"not an FSPIOP Money object: {value!r}")
+    return {"amount": str(value["amount"]), "currency": str(value["currency"])}

@@ -17,6 +17,7 @@ from engine_workers.runtime import (
     add_task,
     dig,
     iso_duration,
+    money,
     now_iso,
     parse_iso,
     variables,
@@ -108,7 +109,7 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
                 "partyIdType": payee["partyIdType"],
                 "partyIdentifier": payee["partyIdentifier"],
             },
-            "amount": req["amount"],
+            "amount": money(req["amount"]),
             "amountType": req["amountType"],
         }
         answer = await ams_or_refusal(job, rt.ams.quote(ams_request))
@@ -120,7 +121,7 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         v = variables(job)
         req = v["quoteRequest"]
         ams = v["quoteResult"]
-        transfer_amount = ams.get("transferAmount") or req["amount"]
+        transfer_amount = money(ams.get("transferAmount") or req["amount"])
         expiration = req.get("expiration") or now_iso(s.transfer_expiry_s * 3)
         transaction = {
             "quoteId": v["quoteId"],
@@ -164,13 +165,13 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
     async def check_transfer(job: Job) -> dict[str, Any]:
         v = variables(job)
         body = dig(v, "transferRequest", "body") or {}
-        req_amount = v["quoteResult"].get("transferAmount") or v["quoteRequest"]["amount"]
+        req_amount = money(v["quoteResult"].get("transferAmount") or v["quoteRequest"]["amount"])
         problems = []
         if body.get("ilpPacket") != v["ilpPacket"]:
             problems.append(("3100", "ilpPacket differs from the quoted one"))
         if body.get("condition") != v["condition"]:
             problems.append(("3100", "condition differs from the quoted one"))
-        if body.get("amount") != req_amount:
+        if _money_or_none(body.get("amount")) != req_amount:
             problems.append(("3100", "amount differs from the quoted transfer amount"))
         expiration = body.get("expiration")
         if expiration and parse_iso(expiration) < parse_iso(now_iso()):
@@ -187,7 +188,7 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
     async def credit(job: Job) -> dict[str, Any]:
         v = variables(job)
         payee = v["quoteRequest"]["payee"]["partyIdInfo"]
-        amount = v["transferRequest"]["body"]["amount"]
+        amount = money(v["transferRequest"]["body"]["amount"])
         await rt.ams.credit(
             v["transactionId"],
             {"partyIdType": payee["partyIdType"], "partyIdentifier": payee["partyIdentifier"]},
@@ -246,6 +247,13 @@ def _transfer_requester(v: dict[str, Any]) -> str:
     """Who sent the POST /transfers (the payer DFSP); the quote's requester otherwise."""
     hdrs = dig(v, "transferRequest", "headers") or {}
     return str(fh.get(hdrs, "FSPIOP-Source") or v["requester"])
+
+
+def _money_or_none(value: Any) -> dict[str, str] | None:
+    try:
+        return money(value)
+    except ValueError:
+        return None
 
 
 def _error_body(result: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from engine_workers.runtime import (
     add_task,
     dig,
     iso_duration,
+    money,
     now_iso,
     parse_iso,
     variables,
@@ -31,9 +32,20 @@ def _party_path(info: dict[str, Any]) -> str:
     return f"{path}/{sub}" if sub else path
 
 
+#: what identifies a party's account; all a quote needs to name the payee
+_PARTY_ID_FIELDS = ("partyIdType", "partyIdentifier", "partySubIdOrType", "fspId")
+
+
 def _party_for_quote(party: dict[str, Any]) -> dict[str, Any]:
-    """The Party object a quote may carry (a PUT /parties answer can hold more)."""
-    return {k: v for k, v in party.items() if k in ("partyIdInfo", "name", "personalInfo")}
+    """The payee as our POST /quotes names it: its identifying fields, nothing else.
+
+    The payee DFSP's name, personal info and extensions from PUT /parties are not echoed back:
+    the payee DFSP owns that data, and content we cannot vouch for must not make our own request
+    invalid (the Testing Toolkit's mocked party names break its own FSPIOP 1.1 `Name` pattern, so
+    echoing them got our quotes refused with 3100).
+    """
+    info = party.get("partyIdInfo") or {}
+    return {"partyIdInfo": {k: info[k] for k in _PARTY_ID_FIELDS if info.get(k) is not None}}
 
 
 def register(worker: ZeebeWorker, rt: Runtime) -> None:
@@ -80,7 +92,7 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
 
     async def block(job: Job) -> dict[str, Any]:
         v = variables(job)
-        amount = dig(v, "quoteCallback", "body", "transferAmount") or v["amount"]
+        amount = money(dig(v, "quoteCallback", "body", "transferAmount") or v["amount"])
         await rt.ams.block(v["transactionId"], v["payer"]["partyIdInfo"], amount)
         await rt.store.set_status(v["transactionId"], "FUNDS_BLOCKED")
         return {"transferAmount": amount}
@@ -122,8 +134,13 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         if state == "ABORTED":
             return {"transferOutcome": "ABORTED"}
         if state != "COMMITTED":
-            # RECEIVED/RESERVED: not final; funds must stay blocked until it is.
-            raise RuntimeError(f"transfer {v['transferId']} is {state}, not final")
+            # RECEIVED/RESERVED (or nonsense): not final. Funds stay blocked and the payment
+            # ends FAILED for reconciliation; an exception here would only make an incident
+            # and leave the payment without a final state.
+            return {
+                "transferOutcome": "UNKNOWN",
+                "lastError": f"the switch reported transfer {v['transferId']} as {state}",
+            }
         condition = v["quoteCallback"]["body"]["condition"]
         if not ilp.fulfilment_matches(str(body.get("fulfilment", "")), condition):
             # COMMITTED with a wrong fulfilment breaks the protocol: an operator decides.

@@ -192,6 +192,8 @@ def configure_user(running: Running, timeout: float = 5.0, **settings: Any) -> d
     """Merge `settings` (e.g. CALLBACK_ENDPOINT=...) into the user config; return the result.
 
     The TTK's PUT replaces the whole stored config, so we GET, merge top-level keys and PUT.
+    Most keys take effect at once, but the TTK reads `ILP_SECRET` only when it starts
+    (`ilpModel.init` in `initilizeMockHandler`): pass it to `start(user_config=...)`.
     """
     merged = {**user_config(running, timeout), **settings}
     url = f"{running.endpoint('admin')}/api/config/user"
