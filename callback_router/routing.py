@@ -236,16 +236,17 @@ def transfer_request(
     ttl_ms: int,
 ) -> Publish | Unroutable:
     """`POST /transfers` for a quote we gave: to the engine holding its transaction."""
-    engine = _held_by(registry, holder, f"transaction {transaction_id}")
-    if isinstance(engine, Unroutable):
-        return engine
-    message = contract.MSG_TRANSFER_REQUEST
-    return Publish(
-        engine=engine.name,
-        name=message,
+    return _to_holder(
+        registry,
+        holder,
+        what=f"transaction {transaction_id}",
+        message=contract.MSG_TRANSFER_REQUEST,
         correlation_key=transaction_id,
-        variables=contract.callback_variables(message, ok=True, body=body, headers=headers),
-        message_id=message_id("transfer-request", transfer_id, ok=True, content_hash=content_hash),
+        kind="transfer-request",
+        transfer_id=transfer_id,
+        body=body,
+        headers=headers,
+        content_hash=content_hash,
         ttl_ms=ttl_ms,
     )
 
@@ -261,15 +262,44 @@ def transfer_patch(
     ttl_ms: int,
 ) -> Publish | Unroutable:
     """`PATCH /transfers/{id}` (final state after RESERVED): to the engine holding the transfer."""
-    engine = _held_by(registry, holder, f"transfer {transfer_id}")
+    return _to_holder(
+        registry,
+        holder,
+        what=f"transfer {transfer_id}",
+        message=contract.MSG_TRANSFER_PATCH,
+        correlation_key=transfer_id,
+        kind="transfer-patch",
+        transfer_id=transfer_id,
+        body=body,
+        headers=headers,
+        content_hash=content_hash,
+        ttl_ms=ttl_ms,
+    )
+
+
+def _to_holder(
+    registry: EngineRegistry,
+    holder: str | None,
+    *,
+    what: str,
+    message: str,
+    correlation_key: str,
+    kind: str,
+    transfer_id: str,
+    body: Any,
+    headers: dict[str, str],
+    content_hash: str,
+    ttl_ms: int,
+) -> Publish | Unroutable:
+    """A payee-side message for the engine recorded as holding `what`."""
+    engine = _held_by(registry, holder, what)
     if isinstance(engine, Unroutable):
         return engine
-    message = contract.MSG_TRANSFER_PATCH
     return Publish(
         engine=engine.name,
         name=message,
-        correlation_key=transfer_id,
+        correlation_key=correlation_key,
         variables=contract.callback_variables(message, ok=True, body=body, headers=headers),
-        message_id=message_id("transfer-patch", transfer_id, ok=True, content_hash=content_hash),
+        message_id=message_id(kind, transfer_id, ok=True, content_hash=content_hash),
         ttl_ms=ttl_ms,
     )
