@@ -28,6 +28,13 @@ class RouterMetrics:
             ["engine", "outcome"],
             registry=r,
         )
+        self.resends = Counter(
+            "phee_router_resends",
+            "Requests to an engine to send a callback again (duplicate POST, GET /transfers), "
+            "by resource and outcome (resent, in-flight, no-engine, unreachable)",
+            ["resource", "outcome"],
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             "phee_router_outbox_depth", "Messages accepted but not yet delivered", registry=r
         )

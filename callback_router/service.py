@@ -17,6 +17,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import httpx
+
 from callback_router import routing
 from callback_router.delivery import Delivery, DeliveryError, with_retries
 from callback_router.metrics import RouterMetrics
@@ -61,6 +63,8 @@ class RouterService:
         self._sequence = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        # The engines' channel APIs, for asking an engine to send a callback again.
+        self._engines_http = httpx.AsyncClient(timeout=settings.zeebe_timeout_s)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -73,12 +77,12 @@ class RouterService:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
             self._maintenance = None
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._engines_http.aclose()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -245,11 +249,37 @@ class RouterService:
             )
         return claim, expires
 
+    async def _resend(self, resource: str, id_value: str, route: str, route_id: str) -> bool:
+        """Ask the engine that holds `route_id` to send its callback for `id_value` again.
+
+        A finished request's callback is resent; one still in flight has nothing stored yet and
+        is left alone (its callback will come). Returns True when the engine resent it.
+        """
+        engine = await self.state.route_of(route, route_id, time.time())
+        info = self.registry.get().by_name(engine) if engine else None
+        if info is None or not info.channel_url:
+            log.warning("no engine to resend %s %s (route %s)", resource, id_value, engine)
+            self.metrics.resends.labels(resource, "no-engine").inc()
+            return False
+        url = f"{info.channel_url}/internal/resend/{resource}/{id_value}"
+        try:
+            resp = await self._engines_http.post(url)
+        except httpx.HTTPError as err:
+            log.warning("engine %s unreachable for a resend of %s: %s", info.name, id_value, err)
+            self.metrics.resends.labels(resource, "unreachable").inc()
+            return False
+        outcome = "resent" if resp.status_code == 200 else "in-flight"
+        self.metrics.resends.labels(resource, outcome).inc()
+        log.info("resend of %s %s by %s: %s", resource, id_value, info.name, outcome)
+        return resp.status_code == 200
+
     async def post_quote(self, inbound: Inbound) -> None:
         """`POST /quotes`: the payee process on an accepting engine; remember where it went."""
         body: dict[str, Any] = inbound.body
         quote_id = str(body["quoteId"])
         claim, expires = await self._claim(inbound, quote_id)
+        if claim == Claim.SAME:
+            self._spawn(self._resend("quotes", quote_id, "transaction", str(body["transactionId"])))
         if claim != Claim.NEW:
             return
         try:
@@ -272,6 +302,8 @@ class RouterService:
         """`POST /transfers`: to the engine holding the transaction named in the ILP packet."""
         transfer_id = str(inbound.body["transferId"])
         claim, expires = await self._claim(inbound, transfer_id)
+        if claim == Claim.SAME:
+            self._spawn(self._resend("transfers", transfer_id, "transfer", transfer_id))
         if claim != Claim.NEW:
             return
         holder = await self.state.route_of("transaction", transaction_id, time.time())
@@ -309,8 +341,8 @@ class RouterService:
             await self.deliver(decision)
 
     async def get_transfer(self, inbound: Inbound, transfer_id: str) -> None:
-        """`GET /transfers/{id}`: the contract has no message for it yet (README, known gaps)."""
-        self._unroutable(
-            "transfers",
-            routing.Unroutable("get-transfer-unsupported", f"GET /transfers/{transfer_id}"),
-        )
+        """`GET /transfers/{id}` for a transfer we are payee of: the engine sends its answer again.
+
+        An unknown transfer, or one still in flight, is logged and counted (no callback yet).
+        """
+        self._spawn(self._resend("transfers", transfer_id, "transfer", transfer_id))

@@ -121,6 +121,21 @@ def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], boo
             {"transactionId": transaction_id, "status": "RECEIVED"}, status_code=202
         )
 
+    @app.post("/internal/resend/{resource}/{ident}", include_in_schema=False)
+    async def resend(resource: Literal["quotes", "transfers"], ident: str) -> JSONResponse:
+        """The router asks: send our last answer to this quote or transfer again.
+
+        Only finished requests have one; a request still in flight gets 404 and its answer
+        comes when it is done (FSPIOP: a resend in flight is ignored).
+        """
+        sent = await rt.store.sent(resource, ident)
+        if sent is None:
+            raise FspiopError("3200", f"no answer sent yet for {resource} {ident}")
+        await rt.fspiop.send(
+            "PUT", sent.path, body=sent.body, destination=sent.destination, version=sent.version
+        )
+        return JSONResponse({"resent": sent.path})
+
     @app.get("/channel/transfer/{transaction_id}")
     async def status(
         transaction_id: str,

@@ -14,7 +14,7 @@ from engine_workers.ams import Ams, ReferenceAms
 from engine_workers.failures import Transient
 from engine_workers.fspiop_client import FspiopClient
 from engine_workers.settings import EngineSettings
-from engine_workers.store import PaymentStore
+from engine_workers.store import PaymentStore, SentCallback
 
 
 @dataclass
@@ -40,6 +40,22 @@ class Runtime:
         await self.ams.close()
         await self.router.aclose()
         self.store.close()
+
+    async def send_and_remember(
+        self,
+        resource: str,
+        ident: str,
+        path: str,
+        *,
+        body: dict[str, Any],
+        destination: str,
+        version: str | None,
+    ) -> None:
+        """Send a payee-side callback and keep it, so a duplicate request gets it again."""
+        await self.fspiop.send("PUT", path, body=body, destination=destination, version=version)
+        await self.store.remember_sent(
+            resource, ident, SentCallback(path, body, destination, version)
+        )
 
     async def register_party_wait(self, party: str, transaction_id: str, expires_in_s: int) -> None:
         """Tell the router this transaction waits for `party` (before the lookup is sent)."""

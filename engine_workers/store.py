@@ -48,6 +48,28 @@ payments = Table(
 )
 
 
+#: payee-side callbacks as sent, so a duplicate request or GET /transfers gets the same answer
+sent_callbacks = Table(
+    "sent_callbacks",
+    metadata,
+    Column("resource", String(16), primary_key=True),
+    Column("ident", String(64), primary_key=True),
+    Column("path", String(256), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("version", String(8), nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class SentCallback:
+    path: str
+    body: dict[str, Any]
+    destination: str
+    version: str | None
+
+
 @dataclass(frozen=True)
 class Payment:
     transaction_id: str
@@ -150,6 +172,43 @@ class PaymentStore:
                 )
                 .values(status=status, reason=reason, updated_at=datetime.now(UTC))
             )
+
+    def _remember(self, resource: str, ident: str, sent: SentCallback) -> None:
+        values = {
+            "path": sent.path,
+            "body": json.dumps(sent.body, sort_keys=True),
+            "destination": sent.destination,
+            "version": sent.version,
+            "sent_at": datetime.now(UTC),
+        }
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(sent_callbacks)
+                .where(sent_callbacks.c.resource == resource, sent_callbacks.c.ident == ident)
+                .values(**values)
+            )
+            if done.rowcount == 0:
+                conn.execute(
+                    sent_callbacks.insert().values(resource=resource, ident=ident, **values)
+                )
+
+    def _sent(self, resource: str, ident: str) -> SentCallback | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(sent_callbacks).where(
+                    sent_callbacks.c.resource == resource, sent_callbacks.c.ident == ident
+                )
+            ).first()
+        if row is None:
+            return None
+        return SentCallback(row.path, json.loads(row.body), row.destination, row.version)
+
+    async def remember_sent(self, resource: str, ident: str, sent: SentCallback) -> None:
+        """Keep the latest callback sent for (resource, id): the error or the answer."""
+        await asyncio.to_thread(self._remember, resource, ident, sent)
+
+    async def sent(self, resource: str, ident: str) -> SentCallback | None:
+        return await asyncio.to_thread(self._sent, resource, ident)
 
     async def create(
         self,

@@ -146,8 +146,9 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         for fee in ("payeeFspFee", "payeeFspCommission"):
             if ams.get(fee) and ams[fee].get("amount") not in (None, "0"):
                 body[fee] = ams[fee]
-        await rt.fspiop.send(
-            "PUT",
+        await rt.send_and_remember(
+            "quotes",
+            v["quoteId"],
             f"/quotes/{v['quoteId']}",
             body=body,
             destination=v["requester"],
@@ -203,12 +204,12 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
             "completedTimestamp": now_iso(),
             "transferState": "COMMITTED",
         }
-        requester = dig(v, "transferRequest", "headers", "fspiop-source") or v["requester"]
-        await rt.fspiop.send(
-            "PUT",
+        await rt.send_and_remember(
+            "transfers",
+            v["transferId"],
             f"/transfers/{v['transferId']}",
             body=body,
-            destination=requester,
+            destination=_transfer_requester(v),
             version=v.get("fspiopVersion"),
         )
         return {}
@@ -221,8 +222,9 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         requester = _transfer_requester(v)
         if not ident:
             raise ValueError(f"no id to address the {resource} error callback")
-        await rt.fspiop.send(
-            "PUT",
+        await rt.send_and_remember(
+            resource,
+            ident,
             f"/{resource}/{ident}/error",
             body=_error_body(source),
             destination=requester,

@@ -130,6 +130,17 @@ def start(
             started.append(run)
             workers[info.name] = run
 
+        # Now the engines' channel APIs are known: the router uses them to ask for resends.
+        registry = contract.EngineRegistry(
+            engines=[
+                e.model_copy(update={"channel_url": workers[e.name].endpoint("http")})
+                for e in registry.engines
+            ]
+        )
+        tmp = registry_file.with_suffix(".tmp")
+        tmp.write_text(registry.model_dump_json(indent=2))
+        tmp.replace(registry_file)
+
         if switch is not None:
             httpx.put(
                 f"{switch_url}/admin/dfsps/{OUR_FSP}",
