@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pyzeebe import Job, ZeebeWorker
+from pyzeebe import Job
 
 from engine_workers.ams import Ams, ReferenceAms
 from engine_workers.failures import Transient
@@ -71,17 +70,6 @@ class Runtime:
             raise Transient(f"router: {type(err).__name__}: {err}") from err
         if resp.status_code >= 300:
             raise Transient(f"router refused the party wait: {resp.status_code} {resp.text[:200]}")
-
-
-Handler = Callable[[Job], Awaitable[dict[str, Any]]]
-
-
-def add_task(worker: ZeebeWorker, task_type: str, handler: Handler, max_jobs: int) -> None:
-    """Register a handler that takes the whole job (pyzeebe's decorator types are too loose)."""
-    decorate = worker.task(
-        task_type=task_type, max_jobs_to_activate=max_jobs, max_running_jobs=max_jobs
-    )
-    decorate(handler)  # type: ignore[arg-type]
 
 
 def variables(job: Job) -> dict[str, Any]:

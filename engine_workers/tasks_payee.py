@@ -12,9 +12,9 @@ from pyzeebe import Job, ZeebeWorker
 
 from engine_workers.ams import AmsRefusal
 from engine_workers.failures import Transient
+from engine_workers.registration import add_task
 from engine_workers.runtime import (
     Runtime,
-    add_task,
     dig,
     iso_duration,
     money,

@@ -9,9 +9,9 @@ from typing import Any
 
 from pyzeebe import Job, ZeebeWorker
 
+from engine_workers.registration import add_task
 from engine_workers.runtime import (
     Runtime,
-    add_task,
     dig,
     iso_duration,
     money,
@@ -124,37 +124,44 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         await rt.store.set_status(v["transactionId"], "TRANSFER_STATUS_REQUESTED")
         return {}
 
-    async def check_transfer(job: Job) -> dict[str, Any]:
-        v = variables(job)
+    def decide(v: dict[str, Any]) -> tuple[str, str]:
+        """(outcome, reason) of the transfer answer: COMMITTED, ABORTED or UNKNOWN."""
         cb = v.get("transferCallback") or {}
         body = cb.get("body") or {}
         if not cb.get("ok"):
-            return {"transferOutcome": "ABORTED", "transferError": body.get("errorInformation")}
+            detail = _error_detail(cb)
+            return "ABORTED", "transfer not committed" + (f": {detail}" if detail else "")
         state = body.get("transferState")
         if state == "ABORTED":
-            return {"transferOutcome": "ABORTED"}
+            return "ABORTED", "transfer not committed: the switch reported it ABORTED"
         if state != "COMMITTED":
-            # RECEIVED/RESERVED (or nonsense): not final. Funds stay blocked and the payment
-            # ends FAILED for reconciliation; an exception here would only make an incident
-            # and leave the payment without a final state.
-            return {
-                "transferOutcome": "UNKNOWN",
-                "lastError": f"the switch reported transfer {v['transferId']} as {state}",
-            }
+            # RECEIVED/RESERVED (or nonsense): not final. The funds stay blocked and the payment
+            # ends FAILED for reconciliation; an incident would leave it with no final state.
+            return "UNKNOWN", (
+                f"the transfer was reported {state}, neither committed nor aborted; "
+                "funds stay blocked for reconciliation"
+            )
         condition = v["quoteCallback"]["body"]["condition"]
         if not ilp.fulfilment_matches(str(body.get("fulfilment", "")), condition):
             # COMMITTED with a wrong fulfilment breaks the protocol: an operator decides.
             raise RuntimeError(f"transfer {v['transferId']}: fulfilment does not match condition")
-        late = parse_iso(now_iso()) > parse_iso(v["transferExpiration"])
-        return {"transferOutcome": "COMMITTED", "lateCommit": late}
+        reason = "transfer committed"
+        if parse_iso(now_iso()) > parse_iso(v["transferExpiration"]):
+            reason += " (after expiry: flagged for reconciliation)"
+        return "COMMITTED", reason
 
-    async def book(job: Job) -> dict[str, Any]:
-        await rt.ams.book(str(job.variables["transactionId"]))
-        return {}
-
-    async def release(job: Job) -> dict[str, Any]:
-        await rt.ams.release(str(job.variables["transactionId"]))
-        return {}
+    async def settle(job: Job) -> dict[str, Any]:
+        """Book or release (both idempotent in the AMS), then record the final state."""
+        v = variables(job)
+        outcome, reason = decide(v)
+        status = {"COMMITTED": "COMMITTED", "ABORTED": "ABORTED"}.get(outcome, "FAILED")
+        if outcome == "COMMITTED":
+            await rt.ams.book(v["transactionId"])
+        elif outcome == "ABORTED":
+            await rt.ams.release(v["transactionId"])
+        await rt.store.set_status(v["transactionId"], status, reason)
+        log.info("payment %s %s: %s", v["transactionId"], status, reason)
+        return {"transferOutcome": outcome, "status": status, "reason": reason}
 
     async def outcome(job: Job) -> dict[str, Any]:
         v = variables(job)
@@ -164,26 +171,45 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         detail = _error_detail(v.get(source)) if source else None
         if detail:
             reason = f"{reason}: {detail}"
-        elif v.get("lastError") and status != "COMMITTED":
+        elif v.get("lastError"):
             reason = f"{reason}: {v['lastError']}"
-        if v.get("lateCommit"):
-            reason += " (after expiry: flagged for reconciliation)"
         await rt.store.set_status(v["transactionId"], status, reason)
         log.info("payment %s %s: %s", v["transactionId"], status, reason)
         return {"status": status, "reason": reason}
 
-    for task_type, handler in (
-        ("fspiop-party-lookup", party_lookup),
-        ("fspiop-quote", quote),
-        ("ams-block", block),
-        ("fspiop-transfer", transfer),
-        ("fspiop-transfer-status", transfer_status),
-        ("fspiop-check-transfer", check_transfer),
-        ("ams-book", book),
-        ("ams-release", release),
-        ("phee-outcome", outcome),
+    # Each job fetches only what it reads: activation otherwise ships every callback body.
+    for task_type, handler, fetch in (
+        ("fspiop-party-lookup", party_lookup, ["payee", "transactionId"]),
+        (
+            "fspiop-quote",
+            quote,
+            ["partyCallback", "payer", "quoteId", "transactionId", "amount", "note"],
+        ),
+        ("ams-block", block, ["quoteCallback", "amount", "transactionId", "payer"]),
+        (
+            "fspiop-transfer",
+            transfer,
+            ["quoteCallback", "transferId", "payeeFsp", "transferAmount", "transactionId"],
+        ),
+        ("fspiop-transfer-status", transfer_status, ["transferId", "payeeFsp", "transactionId"]),
+        (
+            "fspiop-settle",
+            settle,
+            [
+                "transferCallback",
+                "quoteCallback",
+                "transferId",
+                "transactionId",
+                "transferExpiration",
+            ],
+        ),
+        (
+            "phee-outcome",
+            outcome,
+            ["transactionId", "partyCallback", "quoteCallback", "amsError", "lastError"],
+        ),
     ):
-        add_task(worker, task_type, handler, s.max_jobs)
+        add_task(worker, task_type, handler, s.max_jobs, fetch)
 
 
 def _error_detail(source: Any) -> str | None:
