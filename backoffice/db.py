@@ -1,0 +1,177 @@
+"""The back office's SQL adapter: one engine, tenants as schemas, migrations per tenant.
+
+A tenant's tables live in its own namespace, named `tenant_<name>` (dashes become underscores;
+tenant names cannot contain underscores, so two tenants never share one):
+* PostgreSQL: a schema in the configured database;
+* MariaDB: a database of that name beside the configured one;
+* SQLite: a database file beside the main file, attached under that name to every connection.
+SQLite runs in rollback-journal mode, not WAL: only then is a transaction that writes the main
+file and a tenant file atomic across both (the import progress and the rows it covers commit
+together or not at all).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from backoffice import schema
+
+#: what a tenant may be called (it becomes part of a schema name)
+TENANT_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+_TENANT_RE = re.compile(TENANT_PATTERN)
+
+
+class DatabaseError(Exception):
+    """The database refused or failed; `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def check_tenant(name: str) -> str:
+    """The tenant name, or ValueError saying what a tenant name may look like."""
+    if not _TENANT_RE.fullmatch(name):
+        raise ValueError(
+            f"tenant {name!r} is not valid: 1-31 characters, lowercase letters, digits and "
+            "dashes, starting with a letter"
+        )
+    return name
+
+
+def schema_name(tenant: str) -> str:
+    return "tenant_" + check_tenant(tenant).replace("-", "_")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """The back office database: control tables in the default schema, one schema per tenant."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        options: dict[str, Any] = {"pool_pre_ping": self.dialect != "sqlite"}
+        if self.dialect == "sqlite":
+            main = make_url(url).database
+            if not main or main == ":memory:":
+                raise ValueError("the back office needs a SQLite file, not an in-memory database")
+            self._sqlite_dir = Path(main).resolve().parent
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        self.engine: Engine = create_engine(url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", self._sqlite_connect)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=DELETE")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        for path in sorted(self._sqlite_dir.glob("tenant_*.db")):
+            cursor.execute(f"ATTACH DATABASE '{path}' AS {path.stem}")
+            cursor.execute(f"PRAGMA {path.stem}.journal_mode=DELETE")
+        cursor.close()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction; database errors come out as DatabaseError (retryable or not)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as err:
+            raise DatabaseError(str(err.orig), retryable=_retryable(err)) from err
+
+    def lock_rows(self) -> bool:
+        """Whether SELECT ... FOR UPDATE means something (SQLite locks the whole file)."""
+        return self.dialect != "sqlite"
+
+    def tenant(self, conn: Connection, tenant: str) -> Connection:
+        """`conn` with the tenant tables mapped into the tenant's schema."""
+        return conn.execution_options(schema_translate_map={None: schema_name(tenant)})
+
+    # -- provisioning ------------------------------------------------------------------------
+
+    def migrate_control(self) -> None:
+        from backoffice.migrations import upgrade
+
+        upgrade(self, "control", None)
+
+    def provisioned(self) -> dict[str, str]:
+        """Tenant name -> Alembic revision of every provisioned tenant."""
+        with self.begin() as conn:
+            rows = conn.execute(select(schema.tenants.c.name, schema.tenants.c.revision))
+            return {r.name: r.revision for r in rows}
+
+    def provision(self, tenant: str) -> str:
+        """Create the tenant's schema if needed and migrate it to the newest revision."""
+        from backoffice.migrations import upgrade
+
+        name = schema_name(tenant)
+        self._create_namespace(name)
+        revision = upgrade(self, "tenant", name)
+        with self.begin() as conn:
+            found = conn.execute(
+                select(schema.tenants.c.name).where(schema.tenants.c.name == tenant)
+            ).first()
+            values = {"schema_name": name, "revision": revision}
+            if found is None:
+                conn.execute(
+                    schema.tenants.insert().values(name=tenant, created_at=now(), **values)
+                )
+            else:
+                conn.execute(
+                    schema.tenants.update().where(schema.tenants.c.name == tenant).values(values)
+                )
+        return revision
+
+    def _create_namespace(self, name: str) -> None:
+        if self.dialect == "sqlite":
+            path = self._sqlite_dir / f"{name}.db"
+            if not path.exists():
+                path.touch()
+                # pooled connections were opened before the file existed: attach it everywhere
+                self.engine.dispose()
+            return
+        with self.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
+            else:
+                conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+
+    def drop_tenant_namespaces(self) -> None:
+        """Tests only: remove every tenant schema (the control tables stay)."""
+        for tenant in self.provisioned():
+            name = schema_name(tenant)
+            if self.dialect == "sqlite":
+                self.engine.dispose()
+                (self._sqlite_dir / f"{name}.db").unlink(missing_ok=True)
+                continue
+            with self.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                else:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _retryable(err: DBAPIError) -> bool:
+    """Lost connections, deadlocks, serialisation failures and lock timeouts are worth a retry."""
+    if err.connection_invalidated or isinstance(err, OperationalError):
+        return True
+    message = str(err.orig).lower()
+    return any(w in message for w in ("deadlock", "could not serialize", "lock wait timeout"))

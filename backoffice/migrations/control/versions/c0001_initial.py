@@ -1,0 +1,75 @@
+"""Control tables: import progress, instances, pending records, tenants, API keys.
+
+Revision ID: c0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "c0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("tenant", sa.String(length=32), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("key_id"),
+    )
+    op.create_table(
+        "import_progress",
+        sa.Column("engine", sa.String(length=64), nullable=False),
+        sa.Column("partition_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("engine", "partition_id", name="pk_import_progress"),
+    )
+    op.create_table(
+        "instances",
+        sa.Column("engine", sa.String(length=64), nullable=False),
+        sa.Column("process_instance_key", sa.BigInteger(), nullable=False),
+        sa.Column("tenant", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("engine", "process_instance_key", name="pk_instances"),
+    )
+    op.create_table(
+        "pending_records",
+        sa.Column("engine", sa.String(length=64), nullable=False),
+        sa.Column("partition_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("process_instance_key", sa.BigInteger(), nullable=False),
+        sa.Column("record", sa.Text(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("engine", "partition_id", "position", name="pk_pending_records"),
+    )
+    op.create_index(
+        "ix_pending_instance", "pending_records", ["engine", "process_instance_key"], unique=False
+    )
+    op.create_table(
+        "tenants",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("schema_name", sa.String(length=64), nullable=False),
+        sa.Column("revision", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+        sa.UniqueConstraint("schema_name"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("tenants")
+    op.drop_index("ix_pending_instance", table_name="pending_records")
+    op.drop_table("pending_records")
+    op.drop_table("instances")
+    op.drop_table("import_progress")
+    op.drop_table("api_keys")

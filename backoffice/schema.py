@@ -1,0 +1,211 @@
+"""The back office's tables (SQLAlchemy Core), in two groups.
+
+* Tenant tables live once per tenant, in the tenant's own schema (PostgreSQL), database
+  (MariaDB) or attached database file (SQLite). They are declared without a schema; every
+  statement runs with `schema_translate_map={None: <tenant schema>}`.
+* Control tables live in the default schema: import progress per (engine, partition), the
+  tenant each process instance belongs to, records waiting for their instance's tenant, the
+  tenants provisioned so far, and service-account API keys.
+
+Alembic migrations (`backoffice/migrations`) create both groups; these objects are what the
+code queries with, and `tests/unit/test_backoffice_schema.py` checks the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+TENANT = MetaData()
+CONTROL = MetaData()
+
+#: the unique key of every imported record: Zeebe's (partition, position) within one engine
+RECORD_KEY = ("engine", "partition_id", "position")
+
+
+def _record_key_columns() -> list[Column[int] | Column[str]]:
+    return [
+        Column("engine", String(64), nullable=False),
+        Column("partition_id", Integer, nullable=False),
+        Column("position", BigInteger, nullable=False),
+    ]
+
+
+transfers = Table(
+    "transfers",
+    TENANT,
+    Column("engine", String(64), nullable=False),
+    Column("process_instance_key", BigInteger, nullable=False),
+    Column("partition_id", Integer, nullable=False),
+    Column("bpmn_process_id", String(128), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("transaction_id", String(64)),
+    Column("quote_id", String(64)),
+    Column("transfer_id", String(64)),
+    Column("correlation_id", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(16)),
+    Column("reason", Text),
+    Column("error_code", String(16)),
+    Column("error_message", Text),
+    Column("payer_id_type", String(32)),
+    Column("payer_id", String(128)),
+    Column("payer_dfsp", String(32)),
+    Column("payee_id_type", String(32)),
+    Column("payee_id", String(128)),
+    Column("payee_dfsp", String(32)),
+    Column("amount", Numeric(24, 4)),
+    Column("currency", String(3)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    PrimaryKeyConstraint("engine", "process_instance_key", name="pk_transfers"),
+    Index("ix_transfers_transaction_id", "transaction_id"),
+    Index("ix_transfers_correlation_id", "correlation_id"),
+    Index("ix_transfers_status_started", "status", "started_at"),
+    Index("ix_transfers_started", "started_at"),
+    Index("ix_transfers_payer", "payer_id"),
+    Index("ix_transfers_payee", "payee_id"),
+)
+
+steps = Table(
+    "steps",
+    TENANT,
+    *_record_key_columns(),
+    Column("process_instance_key", BigInteger, nullable=False),
+    Column("record_key", BigInteger, nullable=False),
+    Column("value_type", String(32), nullable=False),
+    Column("intent", String(32), nullable=False),
+    Column("element_id", String(128)),
+    Column("element_type", String(32)),
+    Column("job_type", String(128)),
+    Column("retries", Integer),
+    Column("error_message", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint(*RECORD_KEY, name="pk_steps"),
+    Index("ix_steps_instance", "engine", "process_instance_key", "position"),
+)
+
+variables = Table(
+    "variables",
+    TENANT,
+    *_record_key_columns(),
+    Column("process_instance_key", BigInteger, nullable=False),
+    Column("scope_key", BigInteger, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("intent", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint(*RECORD_KEY, name="pk_variables"),
+    Index("ix_variables_instance", "engine", "process_instance_key", "position"),
+)
+
+incidents = Table(
+    "incidents",
+    TENANT,
+    *_record_key_columns(),
+    Column("process_instance_key", BigInteger, nullable=False),
+    Column("incident_key", BigInteger, nullable=False),
+    Column("intent", String(16), nullable=False),
+    Column("error_type", String(64)),
+    Column("error_message", Text),
+    Column("element_id", String(128)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint(*RECORD_KEY, name="pk_incidents"),
+    Index("ix_incidents_instance", "engine", "process_instance_key"),
+)
+
+#: Append-only, hash-chained: entry `seq` hashes (key, prev_hash, its fields); see audit.py.
+audit_log = Table(
+    "audit_log",
+    TENANT,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("detail", Text, nullable=False),
+    # (engine, partition, position) of the record an importer entry stands for: a replay
+    # can never chain the same step twice
+    Column("source", String(128)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("source", name="uq_audit_log_source"),
+)
+
+#: One row: the newest entry's seq and hash, locked by every append (serialises writers) and
+#: checked by `verify` (finds a deleted tail).
+audit_head = Table(
+    "audit_head",
+    TENANT,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
+)
+
+# -- control tables ---------------------------------------------------------------------------
+
+import_progress = Table(
+    "import_progress",
+    CONTROL,
+    Column("engine", String(64), nullable=False),
+    Column("partition_id", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("engine", "partition_id", name="pk_import_progress"),
+)
+
+instances = Table(
+    "instances",
+    CONTROL,
+    Column("engine", String(64), nullable=False),
+    Column("process_instance_key", BigInteger, nullable=False),
+    Column("tenant", String(32), nullable=False),
+    PrimaryKeyConstraint("engine", "process_instance_key", name="pk_instances"),
+)
+
+pending_records = Table(
+    "pending_records",
+    CONTROL,
+    *_record_key_columns(),
+    Column("process_instance_key", BigInteger, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint(*RECORD_KEY, name="pk_pending_records"),
+    Index("ix_pending_instance", "engine", "process_instance_key"),
+)
+
+tenants = Table(
+    "tenants",
+    CONTROL,
+    Column("name", String(32), primary_key=True),
+    Column("schema_name", String(64), nullable=False, unique=True),
+    Column("revision", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    CONTROL,
+    Column("key_id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("tenant", String(32), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)

@@ -1,0 +1,64 @@
+"""Settings of the back office (importer, operations API, audit), from `PHEE_BACKOFFICE_*`.
+
+One typed object for every back-office process, so the operator's manifests, the local site and
+the tests agree on names.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backoffice.db import check_tenant
+
+
+class BackofficeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PHEE_BACKOFFICE_", extra="ignore")
+
+    #: SQLAlchemy URL: sqlite:///file.db (default), mysql+pymysql://..., postgresql+psycopg://...
+    database_url: str = "sqlite:///phee-backoffice.db"
+    #: tenants served; each gets its own schema (created and migrated at start)
+    tenants: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    #: Elasticsearch base URL; unset = SQL only
+    elasticsearch_url: str | None = None
+    #: prefix of the per-tenant Elasticsearch index (`<prefix>-<tenant>`)
+    index_prefix: str = "phee-transfers"
+
+    # -- importer -----------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: engines to import; empty = every topic matching `topic_prefix` (new engines are found
+    #: without a restart, at the next metadata refresh)
+    engines: list[str] = Field(default_factory=list)
+    topic_prefix: str = "zeebe-"
+    #: the router's engine registry file (contract.EngineRegistry JSON); when set, its engines
+    #: are imported too, re-read every `registry_poll_s`
+    registry_file: str | None = None
+    registry_poll_s: float = Field(default=5.0, gt=0)
+    group_id: str = "phee-backoffice"
+    dead_letter_topic: str = "phee-backoffice-dlq"
+    #: most records one batch (one SQL transaction, one Elasticsearch bulk) may hold
+    batch_max: int = Field(default=5000, ge=1, le=100_000)
+    #: how long one poll waits for records
+    poll_ms: int = Field(default=500, ge=10)
+    #: how often Kafka metadata is refreshed (finds new engine topics)
+    metadata_max_age_ms: int = Field(default=5000, ge=1000)
+    #: Prometheus port of the importer (0 = none)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # -- audit --------------------------------------------------------------------------------
+    #: HMAC key of the audit chain; whoever edits the database without it cannot re-seal it
+    audit_key: SecretStr = SecretStr("change-me-audit-key")
+
+    # -- operations API -----------------------------------------------------------------------
+    #: where the identity provider publishes its signing keys (JWKS)
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str = "phee-operations"
+    #: claim names in the bearer token
+    tenant_claim: str = "tenant"
+    roles_claim: str = "roles"
+
+    @field_validator("tenants")
+    @classmethod
+    def _valid_tenants(cls, value: list[str]) -> list[str]:
+        return [check_tenant(t) for t in value]
