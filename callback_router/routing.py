@@ -179,9 +179,11 @@ def payee_lookup(
     sub_id: str | None,
     requester: str,
     version: str,
+    tenant: str,
 ) -> Start:
     """`GET /parties/...` from the switch: a payee party lookup on an accepting engine."""
     variables: dict[str, Any] = {
+        "tenant": tenant,
         "partyIdType": id_type,
         "partyIdentifier": id_value,
         "requester": requester,
@@ -201,9 +203,11 @@ def payee_quote(
     body: dict[str, Any],
     requester: str,
     version: str,
+    tenant: str,
 ) -> Start:
     """`POST /quotes`: the payee quote-and-transfer process on an accepting engine."""
     variables = {
+        "tenant": tenant,
         "quoteRequest": body,
         "quoteId": body["quoteId"],
         "transactionId": body["transactionId"],

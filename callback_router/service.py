@@ -222,6 +222,7 @@ class RouterService:
             sub_id=sub,
             requester=inbound.source,
             version=inbound.answer_version,
+            tenant=self.settings.tenant,
         )
         await self.start_new(start)
 
@@ -289,6 +290,7 @@ class RouterService:
                 body=body,
                 requester=inbound.source,
                 version=inbound.answer_version,
+                tenant=self.settings.tenant,
             )
             engine = await self.start_new(start)
         except Exception:

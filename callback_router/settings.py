@@ -20,6 +20,9 @@ class RouterSettings(BaseSettings):
 
     #: our DFSP's fspId (FSPIOP-Source of the error callbacks the router sends itself)
     fsp_id: str = Field(min_length=1, max_length=32)
+    #: the tenant that owns payments arriving from the switch (the payee side); written into
+    #: each payee process as variable `tenant`, which the back office files the payment under
+    tenant: str = Field(default="default", pattern=r"^[a-z][a-z0-9-]{0,30}$")
     #: JSON file holding a `contract.EngineRegistry`; admin state changes are written back to it
     registry_file: Path
     #: directory of `<fspId>.pem` peer public keys; unset = signatures are NOT checked

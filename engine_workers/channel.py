@@ -103,6 +103,7 @@ def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], boo
             "quoteId": ids.new_id(s.slot, s.id_kind),
             "transferId": ids.new_id(s.slot, s.id_kind),
             "tenant": tenant,
+            "payerFsp": s.fsp_id,
             "correlationId": correlation_id,
             "partyWait": s.party_wait,
             "quoteWait": s.quote_wait,

@@ -223,11 +223,19 @@ def test_new_payee_work_skips_draining_and_down_engines() -> None:
     reg = registry(EngineState.DRAINING, EngineState.ACCEPTING, EngineState.DOWN)
     assert routing.new_work_engines(reg, {}) == ["engine-b"]
     start = routing.payee_lookup(
-        reg, {}, id_type="MSISDN", id_value="1", sub_id=None, requester="payerfsp", version="1.1"
+        reg,
+        {},
+        id_type="MSISDN",
+        id_value="1",
+        sub_id=None,
+        requester="payerfsp",
+        version="1.1",
+        tenant="acme",
     )
     assert start.candidates == ("engine-b",)
     assert start.process_id == contract.PAYEE_PARTY_LOOKUP
     assert start.variables == {
+        "tenant": "acme",
         "partyIdType": "MSISDN",
         "partyIdentifier": "1",
         "requester": "payerfsp",
@@ -259,7 +267,12 @@ def test_no_accepting_engine_is_2003(states: tuple[EngineState, ...]) -> None:
     reg = registry(*states)
     with pytest.raises(FspiopError) as info:
         routing.payee_quote(
-            reg, {}, body={"quoteId": "q", "transactionId": "t"}, requester="p", version="1.1"
+            reg,
+            {},
+            body={"quoteId": "q", "transactionId": "t"},
+            requester="p",
+            version="1.1",
+            tenant="default",
         )
     assert info.value.code == "2003"
     assert info.value.http_status == 503
@@ -267,9 +280,12 @@ def test_no_accepting_engine_is_2003(states: tuple[EngineState, ...]) -> None:
 
 def test_a_payee_quote_starts_with_the_request_and_its_ids() -> None:
     body = {"quoteId": "q-1", "transactionId": "t-1", "amount": {"amount": "1", "currency": "USD"}}
-    start = routing.payee_quote(ALL_ACCEPTING, {}, body=body, requester="payerfsp", version="2.0")
+    start = routing.payee_quote(
+        ALL_ACCEPTING, {}, body=body, requester="payerfsp", version="2.0", tenant="default"
+    )
     assert start.process_id == contract.PAYEE_QUOTE_TRANSFER
     assert start.variables == {
+        "tenant": "default",
         "quoteRequest": body,
         "quoteId": "q-1",
         "transactionId": "t-1",
@@ -277,7 +293,14 @@ def test_a_payee_quote_starts_with_the_request_and_its_ids() -> None:
         "fspiopVersion": "2.0",
     }
     lookup = routing.payee_lookup(
-        ALL_ACCEPTING, {}, id_type="IBAN", id_value="X", sub_id="S", requester="p", version="1.1"
+        ALL_ACCEPTING,
+        {},
+        id_type="IBAN",
+        id_value="X",
+        sub_id="S",
+        requester="p",
+        version="1.1",
+        tenant="default",
     )
     assert lookup.variables["partySubIdOrType"] == "S"
 
