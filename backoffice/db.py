@@ -3,7 +3,8 @@
 A tenant's tables live in its own namespace, named `tenant_<name>` (dashes become underscores;
 tenant names cannot contain underscores, so two tenants never share one):
 * PostgreSQL: a schema in the configured database;
-* MariaDB: a database of that name beside the configured one;
+* MariaDB: a database `<configured database>_tenant_<name>` beside the configured one (MariaDB
+  databases are server-wide; the prefix keeps two back offices on one server apart);
 * SQLite: a database file beside the main file, attached under that name to every connection.
 SQLite runs in rollback-journal mode, not WAL: only then is a transaction that writes the main
 file and a tenant file atomic across both (the import progress and the rows it covers commit
@@ -62,7 +63,10 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
-        options: dict[str, Any] = {"pool_pre_ping": self.dialect != "sqlite"}
+        options: dict[str, Any] = {
+            "pool_pre_ping": self.dialect != "sqlite",
+            "execution_options": {"schema_translate_map": {schema.CONTROL_SCHEMA: None}},
+        }
         if self.dialect == "sqlite":
             main = make_url(url).database
             if not main or main == ":memory:":
@@ -98,9 +102,18 @@ class Database:
         """Whether SELECT ... FOR UPDATE means something (SQLite locks the whole file)."""
         return self.dialect != "sqlite"
 
+    def namespace(self, tenant: str) -> str:
+        """The schema (PostgreSQL, SQLite) or database (MariaDB) holding a tenant's tables."""
+        name = schema_name(tenant)
+        if self.dialect in ("mysql", "mariadb"):
+            return f"{make_url(self.url).database}_{name}"[:64]
+        return name
+
     def tenant(self, conn: Connection, tenant: str) -> Connection:
         """`conn` with the tenant tables mapped into the tenant's schema."""
-        return conn.execution_options(schema_translate_map={None: schema_name(tenant)})
+        return conn.execution_options(
+            schema_translate_map={None: self.namespace(tenant), schema.CONTROL_SCHEMA: None}
+        )
 
     # -- provisioning ------------------------------------------------------------------------
 
@@ -119,7 +132,7 @@ class Database:
         """Create the tenant's schema if needed and migrate it to the newest revision."""
         from backoffice.migrations import upgrade
 
-        name = schema_name(tenant)
+        name = self.namespace(tenant)
         self._create_namespace(name)
         revision = upgrade(self, "tenant", name)
         with self.begin() as conn:
@@ -154,7 +167,7 @@ class Database:
     def drop_tenant_namespaces(self) -> None:
         """Tests only: remove every tenant schema (the control tables stay)."""
         for tenant in self.provisioned():
-            name = schema_name(tenant)
+            name = self.namespace(tenant)
             if self.dialect == "sqlite":
                 self.engine.dispose()
                 (self._sqlite_dir / f"{name}.db").unlink(missing_ok=True)

@@ -8,7 +8,7 @@
   tenants provisioned so far, and service-account API keys.
 
 Alembic migrations (`backoffice/migrations`) create both groups; these objects are what the
-code queries with, and `tests/unit/test_backoffice_schema.py` checks the two agree.
+code queries with, and a test checks the two agree.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+#: Control tables are declared in this placeholder schema, which every connection maps to the
+#: default one. A connection mapped to a tenant (unqualified tables -> the tenant's schema) thus
+#: still reaches the control tables: SQLAlchemy 2 sets execution options on a connection in place.
+CONTROL_SCHEMA = "phee_control"
 TENANT = MetaData()
-CONTROL = MetaData()
+CONTROL = MetaData(schema=CONTROL_SCHEMA)
 
 #: the unique key of every imported record: Zeebe's (partition, position) within one engine
 RECORD_KEY = ("engine", "partition_id", "position")

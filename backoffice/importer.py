@@ -1,0 +1,292 @@
+"""The importer: every engine's export topic, one consumer group, into SQL and Elasticsearch.
+
+The loop is poll -> decode -> apply (one SQL transaction, see batch.py) -> commit offsets.
+Offsets are committed only after the transaction, so a crash at any point replays from the last
+commit, and batch.py makes the replay change nothing. A rebalance needs no special care for the
+same reason: a consumer that lost its partitions mid-batch either commits before the new owner
+locks the progress rows, or finds its records covered. Records that cannot be used go to the
+dead-letter topic (with the reason in headers) before the batch commits; the import goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from prometheus_client import Counter, Gauge, Histogram
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from backoffice.batch import Applier, BatchResult, Dead
+from backoffice.db import Database, DatabaseError
+from backoffice.records import BadRecord, ZeebeRecord, decode
+from backoffice.search import Search, SearchError
+from backoffice.settings import BackofficeSettings
+
+log = logging.getLogger(__name__)
+
+RECORDS = Counter(
+    "phee_backoffice_records", "Exported records read, by engine and outcome", ["engine", "outcome"]
+)
+DEAD = Counter("phee_backoffice_dead_letters", "Records sent to the dead-letter topic", ["reason"])
+BATCH_SECONDS = Histogram(
+    "phee_backoffice_batch_seconds",
+    "Time to apply one batch (SQL, Elasticsearch, audit)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAG = Gauge(
+    "phee_backoffice_lag_records",
+    "Records in Kafka not yet imported, per topic partition",
+    ["topic", "partition"],
+)
+TRANSFERS = Counter("phee_backoffice_transfers_written", "Transfer rows inserted or updated")
+AUDITED = Counter("phee_backoffice_audit_entries", "Audit entries chained by the importer")
+
+
+def _retryable(err: BaseException) -> bool:
+    return isinstance(err, DatabaseError | SearchError) and err.retryable
+
+
+class Importer:
+    """One member of the back office's consumer group."""
+
+    def __init__(self, settings: BackofficeSettings, *, client_id: str = "phee-backoffice") -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.db = Database(settings.database_url)
+        self.search = (
+            Search(settings.elasticsearch_url, settings.index_prefix)
+            if settings.elasticsearch_url
+            else None
+        )
+        self.applier = Applier(
+            self.db, self.search, settings.tenants, settings.audit_key.get_secret_value().encode()
+        )
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stopping = asyncio.Event()
+        self._topics: frozenset[str] = frozenset()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ready = False
+        self.batches = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Migrate, provision the tenants, connect to Kafka and subscribe."""
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap,
+            client_id=f"{self.client_id}-dlq",
+            acks="all",
+            enable_idempotence=True,
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # the exporter writes in transactions: never import an aborted batch
+            isolation_level="read_committed",
+            metadata_max_age_ms=s.metadata_max_age_ms,
+            max_poll_records=s.batch_max,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._subscribe()
+        self.ready = True
+
+    def _prepare(self) -> None:
+        self.db.migrate_control()
+        for tenant in self.settings.tenants:
+            self.db.provision(tenant)
+        if self.search is not None:
+            self.search.ensure_indexes(self.settings.tenants)
+
+    def _wanted_topics(self) -> frozenset[str] | None:
+        """Topics of the configured and registered engines; None = every topic by prefix."""
+        s = self.settings
+        engines = set(s.engines)
+        if s.registry_file:
+            try:
+                doc = json.loads(Path(s.registry_file).read_text())
+                engines.update(e["name"] for e in doc.get("engines", []))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("engine registry %s unreadable: %s", s.registry_file, err)
+        if not engines and not s.registry_file:
+            return None
+        return frozenset(s.topic_prefix + e for e in engines)
+
+    def _subscribe(self) -> None:
+        assert self._consumer is not None
+        wanted = self._wanted_topics()
+        if wanted is None:
+            pattern = "^" + re.escape(self.settings.topic_prefix) + ".*"
+            if not self._topics:
+                self._consumer.subscribe(pattern=pattern)
+                self._topics = frozenset({pattern})
+        elif wanted != self._topics and wanted:
+            log.info("importing topics %s", sorted(wanted))
+            self._consumer.subscribe(topics=sorted(wanted))
+            self._topics = wanted
+
+    def engine_of(self, topic: str) -> str:
+        return topic.removeprefix(self.settings.topic_prefix)
+
+    async def run(self) -> None:
+        """Import until `stop()`; each pass is one batch."""
+        assert self._consumer is not None
+        next_registry = time.monotonic() + self.settings.registry_poll_s
+        while not self._stopping.is_set():
+            if time.monotonic() >= next_registry:
+                self._subscribe()
+                next_registry = time.monotonic() + self.settings.registry_poll_s
+            fetched = await self._consumer.getmany(
+                timeout_ms=self.settings.poll_ms, max_records=self.settings.batch_max
+            )
+            if fetched:
+                await self.import_batch(fetched)
+            await self._measure_lag()
+
+    async def import_batch(
+        self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        assert self._consumer is not None
+        records: list[ZeebeRecord] = []
+        bad: list[Dead] = []
+        for tp, messages in fetched.items():
+            engine = self.engine_of(tp.topic)
+            for msg in messages:
+                try:
+                    records.append(decode(engine, msg.value))
+                except BadRecord as err:
+                    where = f"{tp.topic}/{tp.partition}/{msg.offset}"
+                    log.warning("bad record %s: %s", where, err)
+                    bad.append(Dead(engine, msg.value or b"", err.reason, err.detail, where))
+        started = time.perf_counter()
+        result = await self._apply(records, bad)
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        self._count(records, result, bad)
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as err:
+            # partitions moved meanwhile: the new owner replays from the last commit and the
+            # progress rows make that replay a no-op
+            log.warning("offset commit refused after a rebalance: %s", err)
+        self.batches += 1
+
+    async def _apply(self, records: list[ZeebeRecord], bad: list[Dead]) -> BatchResult:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            stop=stop_after_delay(300),
+            reraise=True,
+        ):
+            with attempt:
+                if bad:  # undecodable records go out first: they are not in the database
+                    self._dead_letter(bad)
+                return await asyncio.to_thread(self.applier.apply, records, self._dead_letter)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _dead_letter(self, dead: Sequence[Dead]) -> None:
+        """Send to the dead-letter topic and wait for the broker (from the batch's thread)."""
+        assert self._loop is not None
+        if threading_in_loop(self._loop):
+            raise RuntimeError("dead letters are sent from the batch thread")
+        future = asyncio.run_coroutine_threadsafe(self._send_dead(dead), self._loop)
+        future.result(timeout=60)
+
+    async def _send_dead(self, dead: Sequence[Dead]) -> None:
+        assert self._producer is not None
+        sent = []
+        for d in dead:
+            headers = [
+                ("reason", d.reason.encode()),
+                ("detail", d.detail[:1000].encode()),
+                ("source", d.source.encode()),
+                ("engine", d.engine.encode()),
+            ]
+            sent.append(
+                await self._producer.send(
+                    self.settings.dead_letter_topic, d.raw, key=d.source.encode(), headers=headers
+                )
+            )
+        for fut in sent:
+            await fut
+        for d in dead:
+            DEAD.labels(d.reason).inc()
+
+    def _count(self, records: list[ZeebeRecord], result: BatchResult, bad: list[Dead]) -> None:
+        engine = records[0].engine if records else "?"
+        for outcome, n in (
+            ("imported", result.imported),
+            ("duplicate", result.duplicates),
+            ("ignored", result.ignored),
+            ("pending", result.pending),
+            ("dead_letter", result.dead + len(bad)),
+        ):
+            if n:
+                RECORDS.labels(engine, outcome).inc(n)
+        TRANSFERS.inc(result.transfers)
+        AUDITED.inc(result.audit_entries)
+
+    async def _measure_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            end = self._consumer.last_stable_offset(tp)
+            if end is None:
+                end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # revoked meanwhile
+                continue
+            LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+
+    async def lag(self) -> int:
+        """Total records behind, over the partitions this member holds (for tests and logs)."""
+        await self._measure_lag()
+        assert self._consumer is not None
+        total = 0
+        for tp in self._consumer.assignment():
+            total += int(LAG.labels(tp.topic, str(tp.partition))._value.get())
+        return total
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        self.ready = False
+        try:
+            if self._consumer is not None:
+                await self._consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+        except KafkaError as err:
+            log.warning("closing Kafka clients: %s", err)
+        await asyncio.to_thread(self._close_stores)
+
+    def _close_stores(self) -> None:
+        if self.search is not None:
+            self.search.close()
+        self.db.close()
+
+
+def threading_in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when called from the loop's own thread (blocking there would deadlock)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
