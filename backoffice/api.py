@@ -9,7 +9,6 @@ trail), after the data is read and before it is returned: if recording fails, no
 Endpoints are plain `def`s: FastAPI runs them, and their blocking SQL, in its thread pool.
 """
 
-
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -436,6 +435,7 @@ def create_app(
         ],
     )
     instrument(app, ready=lambda: _database_ready(db))
+    _errors_are_400(app)
 
     bearer = HTTPBearer(
         auto_error=False,
@@ -469,9 +469,11 @@ def create_app(
         errors = exc.errors()
         problems = []
         for err in errors[:5]:
-            loc = [str(p) for p in err["loc"][1:] if p != "query"] or [str(err["loc"][0])]
+            where = "/".join(str(p) for p in err["loc"][1:])
             message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{'/'.join(loc)}: {message}")
+            if err["type"] == "extra_forbidden":
+                message = "is not a parameter of this endpoint"
+            problems.append(f"{where}: {message}" if where else message)
         err = FspiopError(_validation_code(str(errors[0]["type"])), "; ".join(problems))
         return JSONResponse(err.body(), status_code=400)
 
@@ -650,6 +652,23 @@ def create_app(
         )
 
     return app
+
+
+def _errors_are_400(app: FastAPI) -> None:
+    """Drop FastAPI's generated 422 answers from the document: bad input is a 400 here."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = document.get("components", {}).get("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _database_ready(db: Database) -> bool:

@@ -162,7 +162,13 @@ class Database:
             if self.dialect == "postgresql":
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
             else:
-                conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+                # the server default may be latin1: payments carry names in any script
+                conn.execute(
+                    text(
+                        f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                    )
+                )
 
     def drop_tenant_namespaces(self) -> None:
         """Tests only: remove every tenant schema (the control tables stay)."""

@@ -195,7 +195,7 @@ class Importer:
         ):
             with attempt:
                 if bad:  # undecodable records go out first: they are not in the database
-                    self._dead_letter(bad)
+                    await self._send_dead(bad)
                 return await asyncio.to_thread(self.applier.apply, records, self._dead_letter)
         raise AssertionError("unreachable")  # pragma: no cover
 

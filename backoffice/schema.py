@@ -27,11 +27,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 
 #: Control tables are declared in this placeholder schema, which every connection maps to the
 #: default one. A connection mapped to a tenant (unqualified tables -> the tenant's schema) thus
 #: still reaches the control tables: SQLAlchemy 2 sets execution options on a connection in place.
 CONTROL_SCHEMA = "phee_control"
+#: timestamps keep microseconds everywhere (MariaDB's plain DATETIME drops them)
+Timestamp = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 TENANT = MetaData()
 CONTROL = MetaData(schema=CONTROL_SCHEMA)
 
@@ -72,9 +75,9 @@ transfers = Table(
     Column("payee_dfsp", String(32)),
     Column("amount", Numeric(24, 4)),
     Column("currency", String(3)),
-    Column("started_at", DateTime(timezone=True)),
-    Column("completed_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", Timestamp),
+    Column("completed_at", Timestamp),
+    Column("updated_at", Timestamp, nullable=False),
     Column("last_position", BigInteger, nullable=False),
     PrimaryKeyConstraint("engine", "process_instance_key", name="pk_transfers"),
     Index("ix_transfers_transaction_id", "transaction_id"),
@@ -98,7 +101,7 @@ steps = Table(
     Column("job_type", String(128)),
     Column("retries", Integer),
     Column("error_message", Text),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", Timestamp, nullable=False),
     PrimaryKeyConstraint(*RECORD_KEY, name="pk_steps"),
     Index("ix_steps_instance", "engine", "process_instance_key", "position"),
 )
@@ -112,7 +115,7 @@ variables = Table(
     Column("name", String(255), nullable=False),
     Column("value", Text, nullable=False),
     Column("intent", String(16), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", Timestamp, nullable=False),
     PrimaryKeyConstraint(*RECORD_KEY, name="pk_variables"),
     Index("ix_variables_instance", "engine", "process_instance_key", "position"),
 )
@@ -127,7 +130,7 @@ incidents = Table(
     Column("error_type", String(64)),
     Column("error_message", Text),
     Column("element_id", String(128)),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", Timestamp, nullable=False),
     PrimaryKeyConstraint(*RECORD_KEY, name="pk_incidents"),
     Index("ix_incidents_instance", "engine", "process_instance_key"),
 )
@@ -137,7 +140,7 @@ audit_log = Table(
     "audit_log",
     TENANT,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", Timestamp, nullable=False),
     Column("actor", String(128), nullable=False),
     Column("action", String(64), nullable=False),
     Column("subject", String(256), nullable=False),
@@ -169,7 +172,7 @@ import_progress = Table(
     Column("engine", String(64), nullable=False),
     Column("partition_id", Integer, nullable=False),
     Column("position", BigInteger, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
     PrimaryKeyConstraint("engine", "partition_id", name="pk_import_progress"),
 )
 
@@ -188,7 +191,7 @@ pending_records = Table(
     *_record_key_columns(),
     Column("process_instance_key", BigInteger, nullable=False),
     Column("record", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", Timestamp, nullable=False),
     PrimaryKeyConstraint(*RECORD_KEY, name="pk_pending_records"),
     Index("ix_pending_instance", "engine", "process_instance_key"),
 )
@@ -199,7 +202,7 @@ tenants = Table(
     Column("name", String(32), primary_key=True),
     Column("schema_name", String(64), nullable=False, unique=True),
     Column("revision", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
 )
 
 api_keys = Table(
@@ -210,6 +213,6 @@ api_keys = Table(
     Column("tenant", String(32), nullable=False),
     Column("role", String(16), nullable=False),
     Column("name", String(128), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
 )

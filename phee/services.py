@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -77,15 +77,16 @@ def start_service(
     *,
     env: Mapping[str, str] | None = None,
     deadline_s: float = 30.0,
+    args: Sequence[str] = (),
 ) -> Running:
-    """Run `python -m module` with a free port; return once `/readyz` answers 200."""
+    """Run `python -m module *args` with a free port; return once `/readyz` answers 200."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = workdir / f"{name}.log"
     base = f"http://127.0.0.1:{port}"
     start = time.monotonic()
     proc = launch(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *args],
         log_path=log_path,
         cwd=workdir,
         env={**(env or {}), "PHEE_PORT": str(port)},

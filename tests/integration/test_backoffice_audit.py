@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +11,13 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import delete, event, func, select, text, update
+from sqlalchemy import Connection, delete, event, func, select, text, update
 
+from backoffice import audit
 from backoffice.audit import AuditEntry, AuditError, append, check, verify
 from backoffice.audit_chain import chain, head_mac
 from backoffice.audit_cli import main
-from backoffice.db import Database, schema_name
+from backoffice.db import Database
 from backoffice.schema import audit_head, audit_log, tenants
 
 KEY = b"integration-audit-key"
@@ -49,7 +50,7 @@ def open_tenant(url: str) -> Iterator[tuple[Database, str]]:
         yield db, name
     finally:
         if db.dialect != "sqlite":  # SQLite lives under tmp_path
-            namespace = schema_name(name)
+            namespace = db.namespace(name)
             with db.begin() as conn:
                 if db.dialect == "postgresql":
                     conn.execute(text(f'DROP SCHEMA "{namespace}" CASCADE'))
@@ -224,6 +225,23 @@ def test_a_cut_tail_with_a_moved_head_is_found_and_blocks_appends(
     assert len(verify(db, name, KEY)) == 1  # the refused append left no trace
 
 
+def test_a_source_logged_after_the_callers_snapshot_is_still_skipped(
+    tenant: tuple[Database, str],
+) -> None:
+    """The caller's transaction read first (MariaDB fixes its snapshot then); another writer
+    logs a source meanwhile: appending it again must skip it, not fail on the unique key."""
+    db, name = tenant
+    filled(db, name)
+    with db.begin() as conn:
+        tenant_conn = db.tenant(conn, name)
+        assert tenant_conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == 10
+        assert add(db, name, entries(2, start=50)) == 2  # another connection, committed
+        batch = entries(3, start=50)
+        assert append(tenant_conn, KEY, batch, lock=db.lock_rows()) == 1
+    report = check(db, name, KEY)
+    assert (report.entries, report.findings) == (13, [])
+
+
 def test_the_wrong_key_finds_every_entry(tenant: tuple[Database, str]) -> None:
     db, name = tenant
     filled(db, name)
@@ -263,6 +281,28 @@ def test_concurrent_appenders_make_one_chain(server_tenant: tuple[Database, str]
         count = tenant_conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
         top = tenant_conn.execute(select(func.max(audit_log.c.seq))).scalar_one()
     assert (count, top) == (400, 400)
+
+
+def test_verify_reads_one_snapshot_while_others_append(
+    server_tenant: tuple[Database, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append committed between two pages is neither 'inserted' nor half-read."""
+    db, name = server_tenant
+    filled(db, name)
+    monkeypatch.setattr(audit, "PAGE", 3)  # ten entries: four pages
+    pages = audit._pages
+
+    def pages_with_an_append_between(conn: Connection) -> Iterator[Mapping[str, Any]]:
+        for index, row in enumerate(pages(conn)):
+            if index == 3:  # the second page is about to be read
+                assert add(db, name, entries(5, start=100)) == 5
+            yield row
+
+    monkeypatch.setattr(audit, "_pages", pages_with_an_append_between)
+    report = check(db, name, KEY)
+    assert (report.entries, report.findings) == (10, [])
+    monkeypatch.setattr(audit, "_pages", pages)
+    assert check(db, name, KEY) == audit.Report(name, 15, [])
 
 
 def test_the_cli_refuses_an_unknown_tenant(

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "c0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+#: MariaDB tables in utf8mb4 whatever the server default (names in any script)
+TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+#: microseconds on MariaDB too (its plain DATETIME drops them)
+TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
@@ -23,17 +29,19 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(length=32), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=128), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("revoked_at", TIMESTAMP, nullable=True),
         sa.PrimaryKeyConstraint("key_id"),
+        **TABLE_OPTIONS,
     )
     op.create_table(
         "import_progress",
         sa.Column("engine", sa.String(length=64), nullable=False),
         sa.Column("partition_id", sa.Integer(), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("engine", "partition_id", name="pk_import_progress"),
+        **TABLE_OPTIONS,
     )
     op.create_table(
         "instances",
@@ -41,6 +49,7 @@ def upgrade() -> None:
         sa.Column("process_instance_key", sa.BigInteger(), nullable=False),
         sa.Column("tenant", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("engine", "process_instance_key", name="pk_instances"),
+        **TABLE_OPTIONS,
     )
     op.create_table(
         "pending_records",
@@ -49,8 +58,9 @@ def upgrade() -> None:
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("process_instance_key", sa.BigInteger(), nullable=False),
         sa.Column("record", sa.Text(), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("engine", "partition_id", "position", name="pk_pending_records"),
+        **TABLE_OPTIONS,
     )
     op.create_index(
         "ix_pending_instance", "pending_records", ["engine", "process_instance_key"], unique=False
@@ -60,9 +70,10 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("schema_name", sa.String(length=64), nullable=False),
         sa.Column("revision", sa.String(length=32), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("name"),
         sa.UniqueConstraint("schema_name"),
+        **TABLE_OPTIONS,
     )
 
 

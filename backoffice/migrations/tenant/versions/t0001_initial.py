@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "t0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+#: MariaDB tables in utf8mb4 whatever the server default (names in any script)
+TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+#: microseconds on MariaDB too (its plain DATETIME drops them)
+TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
@@ -23,11 +29,12 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.Column("mac", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        **TABLE_OPTIONS,
     )
     op.create_table(
         "audit_log",
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("at", TIMESTAMP, nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("subject", sa.String(length=256), nullable=False),
@@ -37,6 +44,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
         sa.UniqueConstraint("source", name="uq_audit_log_source"),
+        **TABLE_OPTIONS,
     )
     op.create_table(
         "incidents",
@@ -49,8 +57,9 @@ def upgrade() -> None:
         sa.Column("error_type", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("element_id", sa.String(length=128), nullable=True),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("engine", "partition_id", "position", name="pk_incidents"),
+        **TABLE_OPTIONS,
     )
     op.create_index(
         "ix_incidents_instance", "incidents", ["engine", "process_instance_key"], unique=False
@@ -69,8 +78,9 @@ def upgrade() -> None:
         sa.Column("job_type", sa.String(length=128), nullable=True),
         sa.Column("retries", sa.Integer(), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("engine", "partition_id", "position", name="pk_steps"),
+        **TABLE_OPTIONS,
     )
     op.create_index(
         "ix_steps_instance", "steps", ["engine", "process_instance_key", "position"], unique=False
@@ -99,11 +109,12 @@ def upgrade() -> None:
         sa.Column("payee_dfsp", sa.String(length=32), nullable=True),
         sa.Column("amount", sa.Numeric(precision=24, scale=4), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=True),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", TIMESTAMP, nullable=True),
+        sa.Column("completed_at", TIMESTAMP, nullable=True),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.Column("last_position", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("engine", "process_instance_key", name="pk_transfers"),
+        **TABLE_OPTIONS,
     )
     op.create_index("ix_transfers_correlation_id", "transfers", ["correlation_id"], unique=False)
     op.create_index("ix_transfers_payee", "transfers", ["payee_id"], unique=False)
@@ -123,8 +134,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.Column("intent", sa.String(length=16), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("engine", "partition_id", "position", name="pk_variables"),
+        **TABLE_OPTIONS,
     )
     op.create_index(
         "ix_variables_instance",

@@ -1,0 +1,132 @@
+"""The importer against real Kafka: dead letters, new engines without a restart, the lag metric.
+
+Records are the captured export of two real payer payments (Zeebe 8.5.8), produced to fresh
+topics as the exporter would (same key and value); the engines' own runs are in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from backoffice import schema
+from backoffice.db import Database
+from backoffice.importer import Importer
+from backoffice.settings import BackofficeSettings
+from phee.components import Running
+from tests.support.backoffice import count, read_topic, run_importer_until, transfers
+
+CAPTURE = Path(__file__).parents[1] / "resources" / "zeebe-payer-records.jsonl"
+BAD = [
+    b"this is not json",
+    b'{"partitionId":1,"position":9000001,"key":1,"timestamp":1,"recordType":"EVENT",'
+    b'"valueType":"QUANTUM_ENTANGLEMENT","intent":"CREATED","value":{}}',
+    b'{"partitionId":1,"position":"soon"}',
+]
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i, value in enumerate(values):
+            # one Zeebe partition -> one Kafka partition, in order, as the exporter does
+            await producer.send(topic, value, key=json.dumps({"position": i}).encode(), partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def captured() -> list[bytes]:
+    return [line.encode() for line in CAPTURE.read_text().splitlines()]
+
+
+def settings_for(kafka: Running, tmp_path: Path, prefix: str, **extra: Any) -> BackofficeSettings:
+    return BackofficeSettings(
+        database_url=f"sqlite:///{tmp_path / 'bo.db'}",
+        kafka_bootstrap=kafka.endpoint("bootstrap"),
+        topic_prefix=prefix,
+        group_id=f"g-{prefix}",
+        dead_letter_topic=f"{prefix}dead",
+        tenants=["default"],
+        metadata_max_age_ms=1000,
+        **extra,
+    )
+
+
+def test_bad_records_go_to_the_dead_letter_topic_and_the_import_goes_on(
+    kafka: Running, tmp_path: Path
+) -> None:
+    prefix = f"bo{uuid.uuid4().hex[:6]}-"
+    good = captured()
+    values = good[:100] + BAD + good[100:]
+    bootstrap = kafka.endpoint("bootstrap")
+    asyncio.run(produce(bootstrap, f"{prefix}east", values))
+    settings = settings_for(kafka, tmp_path, prefix, engines=["east"])
+    db = Database(settings.database_url)
+    before = REGISTRY.get_sample_value(
+        "phee_backoffice_records_total", {"engine": "east", "outcome": "dead_letter"}
+    )
+
+    def done(_: Importer) -> bool:
+        return (
+            count(db, "default", schema.steps) == 146
+            and count(db, "default", schema.variables) == 44
+        )
+
+    asyncio.run(run_importer_until(settings, done, deadline_s=60))
+    rows = transfers(db, "default")
+    assert sorted(r["status"] for r in rows) == ["COMMITTED", "COMMITTED"]
+    dead = asyncio.run(read_topic(bootstrap, settings.dead_letter_topic))
+    by_source = {dict(m.headers)["source"].decode(): m for m in dead}
+    assert sorted(by_source) == [f"{prefix}east/0/{100 + i}" for i in range(3)]
+    ordered = [by_source[f"{prefix}east/0/{100 + i}"] for i in range(3)]
+    assert [m.value for m in ordered] == BAD
+    reasons = [dict(m.headers)["reason"].decode() for m in ordered]
+    assert reasons == ["malformed", "unknown-value-type", "malformed"]
+    after = REGISTRY.get_sample_value(
+        "phee_backoffice_records_total", {"engine": "east", "outcome": "dead_letter"}
+    )
+    assert (after or 0) - (before or 0) == 3
+
+
+def test_a_new_engine_is_imported_without_a_restart_and_lag_drains_to_zero(
+    kafka: Running, tmp_path: Path
+) -> None:
+    prefix = f"bo{uuid.uuid4().hex[:6]}-"
+    bootstrap = kafka.endpoint("bootstrap")
+    asyncio.run(produce(bootstrap, f"{prefix}east", captured()))
+    # no engines configured: every topic with the prefix, found at the next metadata refresh
+    settings = settings_for(kafka, tmp_path, prefix, batch_max=5)
+    db = Database(settings.database_url)
+    lags: list[float] = []
+    west_sent: list[bool] = []
+
+    def done(importer: Importer) -> bool:
+        lag = REGISTRY.get_sample_value(
+            "phee_backoffice_lag_records", {"topic": f"{prefix}east", "partition": "0"}
+        )
+        if lag is not None:
+            lags.append(lag)
+        if not west_sent and count(db, "default", schema.steps) == 146:
+            asyncio.run(produce(bootstrap, f"{prefix}west", captured()))  # a new engine appears
+            west_sent.append(True)
+        engines = {r["engine"] for r in transfers(db, "default")}
+        return engines == {"east", "west"} and count(db, "default", schema.steps) == 2 * 146
+
+    asyncio.run(run_importer_until(settings, done, deadline_s=90, interval_s=0.05))
+    rows = transfers(db, "default")
+    assert sorted((r["engine"], r["status"]) for r in rows) == [
+        ("east", "COMMITTED"),
+        ("east", "COMMITTED"),
+        ("west", "COMMITTED"),
+        ("west", "COMMITTED"),
+    ]
+    assert max(lags) > 0, "the lag gauge never showed the backlog"
+    assert lags[-1] == 0

@@ -1,0 +1,112 @@
+"""Helpers for back-office tests: fresh databases, an in-process importer, reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from backoffice import schema
+from backoffice.db import Database
+from backoffice.importer import Importer
+from backoffice.settings import BackofficeSettings
+from tests.support import apoll
+
+
+def fresh_database_url(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> str:
+    """A new, empty database of `kind` (sqlite, mariadb, postgresql) for one test."""
+    if kind == "sqlite":
+        folder = tmp_path / f"bo-{uuid.uuid4().hex[:6]}"
+        folder.mkdir()
+        return f"sqlite:///{folder / 'backoffice.db'}"
+    server = request.getfixturevalue(kind).endpoint("url")
+    name = f"bo_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def count(db: Database, tenant: str, table: Any) -> int:
+    with db.begin() as conn:
+        return int(
+            db.tenant(conn, tenant).execute(select(func.count()).select_from(table)).scalar_one()
+        )
+
+
+def transfers(db: Database, tenant: str) -> list[dict[str, Any]]:
+    with db.begin() as conn:
+        rows = db.tenant(conn, tenant).execute(select(schema.transfers)).mappings().all()
+        return [dict(r) for r in rows]
+
+
+async def run_importer_until(
+    settings: BackofficeSettings,
+    done: Callable[[Importer], bool],
+    deadline_s: float = 180.0,
+    client_id: str = "test-importer",
+    interval_s: float = 0.5,
+) -> Importer:
+    """Start an importer in this process, run it until `done(importer)` (checked in a thread,
+    it may query the database), then stop it cleanly."""
+    importer = Importer(settings, client_id=client_id)
+    await importer.start()
+    task = asyncio.create_task(importer.run())
+
+    async def caught_up() -> bool | None:
+        if task.done():  # the loop died: report its error, do not wait for the deadline
+            task.result()
+            raise AssertionError("the import loop stopped by itself")
+        return True if await asyncio.to_thread(done, importer) else None
+
+    try:
+        await apoll(
+            caught_up, deadline_s=deadline_s, what="the importer to catch up", interval_s=0.5
+        )
+    finally:
+        importer.stop()
+        await asyncio.wait({task}, timeout=60)
+        await importer.close()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        task.result()
+    return importer
+
+
+async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
+    """Every committed message of a topic, from the start, until nothing arrives for idle_s."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        quiet = 0.0
+        while quiet < idle_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if not batch:
+                quiet += 0.5
+                continue
+            quiet = 0.0
+            for messages in batch.values():
+                out.extend(messages)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def record_values(messages: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(m.value) for m in messages]
