@@ -93,7 +93,8 @@ def test_every_captured_record_decodes_with_its_coordinates() -> None:
     records = encode(captured())
     assert len(records) == 404
     positions = [r.position for r in records]
-    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
     kinds = {mapping.classify(r) for r in records}
     assert kinds == {"step", "variable", "ignored"}
 
@@ -194,8 +195,10 @@ def test_captured_payments_map_to_committed_transfers_with_parties_and_amounts()
     for row in rows.values():
         assert row["status"] == "COMMITTED"
         assert row["direction"] == "PAYER"
-        assert row["payer_id"].startswith("2771") and row["payee_id"].startswith("2772")
-        assert row["payee_dfsp"] == "simpayee" and row["currency"] == "USD"
+        assert row["payer_id"].startswith("2771")
+        assert row["payee_id"].startswith("2772")
+        assert row["payee_dfsp"] == "simpayee"
+        assert row["currency"] == "USD"
         assert row["started_at"] < row["completed_at"]
 
 
@@ -227,7 +230,8 @@ def test_any_batch_cut_and_any_replay_give_the_same_tables(tmp_path: Path) -> No
         database.close()
     assert results[0]["pending"] == 0
     assert len(results[0]["transfers"]) == 2
-    assert len(results[0]["steps"]) == 146 and len(results[0]["variables"]) == 44
+    assert len(results[0]["steps"]) == 146
+    assert len(results[0]["variables"]) == 44
     assert results[1] == results[0]
     assert results[2] == results[0]
 
@@ -239,12 +243,14 @@ def test_records_wait_for_their_tenant_then_move_into_its_schema(db: Database) -
     # Zeebe writes some variables before `tenant`: a batch can end before the tenant is known.
     early = records[:first_tenant]
     result = applier.apply(early, lambda dead: None)
-    assert result.pending > 0 and result.imported == 0
+    assert result.pending > 0
+    assert result.imported == 0
     assert snapshot(db)["pending"] == result.pending
     applier.apply(records, lambda dead: None)
     after = snapshot(db)
     assert after["pending"] == 0
-    assert len(after["steps"]) == 146 and len(after["variables"]) == 44
+    assert len(after["steps"]) == 146
+    assert len(after["variables"]) == 44
 
 
 def test_a_tenant_not_served_and_an_instance_without_tenant_go_to_dead_letters(
@@ -265,5 +271,6 @@ def test_a_tenant_not_served_and_an_instance_without_tenant_go_to_dead_letters(
     assert reasons == {"unknown-tenant", "no-tenant"}
     kept = [r for r in encode(docs) if mapping.classify(r) != "ignored"]
     assert result.dead == len(dead) == len(kept)  # every stored kind of record, none lost
-    assert snapshot(db)["transfers"] == [] and snapshot(db)["pending"] == 0
+    assert snapshot(db)["transfers"] == []
+    assert snapshot(db)["pending"] == 0
     assert all(d.source.startswith("east/1/") for d in dead)
