@@ -78,7 +78,8 @@ class Search:
                 if not self.client.indices.exists(index=name):
                     self.client.indices.create(
                         index=name,
-                        body={"settings": {"number_of_replicas": 0}, "mappings": MAPPING},
+                        settings={"number_of_replicas": 0},
+                        mappings=MAPPING,
                         ignore=400,  # created meanwhile by another importer
                     )
             except (EsConnectionError, ConnectionTimeout) as err:

@@ -1,0 +1,412 @@
+"""The back office against two real engines: real Zeebe brokers (separate topics), real Kafka,
+real Elasticsearch, payments through the whole stack, imported into SQLite, MariaDB and
+PostgreSQL; then the importer killed, joined by a second one, and stopped during 500 payments.
+
+What the back office must hold is computed from the engines' topics themselves (every event of
+a process instance, filed under the tenant its payment names) and from what the channel API told
+the client, never from the importer's own counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from backoffice import audit, schema
+from backoffice.db import Database
+from backoffice.search import Search
+from backoffice.settings import BackofficeSettings
+from phee import stack
+from phee.components import Running, get
+from phee.services import start_service, stop_service
+from phee.stack import PaymentStack
+from tests.conftest import start_component
+from tests.support import poll
+from tests.support.backoffice import fresh_database_url, read_topic, run_importer_until
+
+ENGINES = ("bo-east", "bo-west")
+TENANTS = ("acme", "globex")
+AUDIT_KEY = "e2e-audit-key"
+UNKNOWN_PAYEE = "27729999999"
+
+
+@dataclass(frozen=True)
+class Sent:
+    engine: str
+    tenant: str
+    transaction_id: str
+    status: str
+    amount: str
+    payer: str
+    payee: str
+
+
+@pytest.fixture(scope="module")
+def bo_engines(
+    tmp_path_factory: pytest.TempPathFactory, kafka: Running
+) -> Iterator[dict[str, Running]]:
+    """Two engines of their own, so their topics hold only this module's payments."""
+    workdir = tmp_path_factory.mktemp("bo-engines")
+    runs: dict[str, Running] = {}
+    try:
+        for name in ENGINES:
+            runs[name] = start_component(
+                "zeebe", workdir, engine=name, kafka_bootstrap=kafka.endpoint("bootstrap")
+            )
+        yield runs
+    finally:
+        for run in runs.values():
+            get("zeebe").stop(run)
+
+
+@pytest.fixture(scope="module")
+def bo_stack(
+    tmp_path_factory: pytest.TempPathFactory, bo_engines: dict[str, Running]
+) -> Iterator[PaymentStack]:
+    running = stack.start(tmp_path_factory.mktemp("bo-stack"), bo_engines, payers=20, payees=20)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def send_payments(payments: PaymentStack, count: int, *, failing_every: int = 0) -> list[Sent]:
+    """Payments round robin over engines and tenants; every `failing_every`-th goes to a payee
+    the switch does not know (it ends ABORTED). Returns each with its final status."""
+    clients = {e: httpx.Client(base_url=payments.channel(e), timeout=10) for e in ENGINES}
+    pending: list[tuple[str, str, str, str, str, str]] = []
+    try:
+        for i in range(count):
+            engine, tenant = ENGINES[i % 2], TENANTS[(i // 2) % 2]
+            payer = stack.payer_party(i % 20)
+            fails = failing_every and i % failing_every == failing_every - 1
+            payee = UNKNOWN_PAYEE if fails else stack.payee_party((i + 3) % 20)
+            amount = f"{1 + i % 9}.{i % 10}5"
+            resp = clients[engine].post(
+                "/channel/transfer",
+                json=stack.transfer_request(payer, payee, amount),
+                headers={"Platform-TenantId": tenant},
+            )
+            assert resp.status_code == 202, resp.text
+            pending.append((engine, tenant, resp.json()["transactionId"], amount, payer, payee))
+        sent = []
+        for engine, tenant, tx, amount, payer, payee in pending:
+            final = stack.wait_final(clients[engine], tx, 120, tenant=tenant)
+            sent.append(Sent(engine, tenant, tx, final["status"], amount, payer, payee))
+        return sent
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+@pytest.fixture(scope="module")
+def first_wave(bo_stack: PaymentStack) -> list[Sent]:
+    sent = send_payments(bo_stack, 12, failing_every=6)
+    assert Counter(s.status for s in sent) == {"COMMITTED": 10, "ABORTED": 2}
+    return sent
+
+
+@dataclass
+class Expected:
+    """What the topics say each tenant must hold."""
+
+    steps: Counter[str]
+    variables: Counter[str]
+    incidents: Counter[str]
+    audit: Counter[str]
+    instances: Counter[str]
+
+
+def expected_from_topics(bootstrap: str) -> Expected:
+    values: list[tuple[str, dict[str, Any]]] = []
+    for engine in ENGINES:
+        messages = asyncio.run(read_topic(bootstrap, f"zeebe-{engine}"))
+        values.extend((engine, orjson.loads(m.value)) for m in messages)
+    tenant_of: dict[tuple[str, int], str] = {}
+    for engine, rec in values:
+        v = rec["value"]
+        if (
+            rec["recordType"] == "EVENT"
+            and rec["valueType"] == "VARIABLE"
+            and v["name"] == "tenant"
+            and v["scopeKey"] == v["processInstanceKey"]
+        ):
+            tenant_of[(engine, v["processInstanceKey"])] = orjson.loads(v["value"])
+    exp = Expected(Counter(), Counter(), Counter(), Counter(), Counter())
+    for engine, rec in values:
+        v = rec["value"]
+        pik = v.get("processInstanceKey", -1)
+        if rec["recordType"] != "EVENT" or not isinstance(pik, int) or pik <= 0:
+            continue
+        tenant = tenant_of[(engine, pik)]
+        kind, intent = rec["valueType"], rec["intent"]
+        is_process = v.get("bpmnElementType") == "PROCESS" and rec["key"] == pik
+        if kind in ("PROCESS_INSTANCE", "JOB"):
+            exp.steps[tenant] += 1
+        elif kind == "VARIABLE":
+            exp.variables[tenant] += 1
+        elif kind == "INCIDENT":
+            exp.incidents[tenant] += 1
+        if (
+            (kind == "PROCESS_INSTANCE" and intent in ("ELEMENT_COMPLETED", "ELEMENT_TERMINATED"))
+            or (kind == "PROCESS_INSTANCE" and is_process and intent == "ELEMENT_ACTIVATED")
+            or (
+                kind == "JOB"
+                and intent in ("FAILED", "ERROR_THROWN", "RETRIES_UPDATED", "TIMED_OUT")
+            )
+            or kind == "INCIDENT"
+        ):
+            exp.audit[tenant] += 1
+        if is_process and intent == "ELEMENT_ACTIVATED":
+            exp.instances[tenant] += 1
+    return exp
+
+
+def held(db: Database) -> Expected:
+    got = Expected(Counter(), Counter(), Counter(), Counter(), Counter())
+    with db.begin() as conn:
+        for tenant in TENANTS:
+            t = db.tenant(conn, tenant)
+            for table, into in (
+                (schema.steps, got.steps),
+                (schema.variables, got.variables),
+                (schema.incidents, got.incidents),
+                (schema.audit_log, got.audit),
+                (schema.transfers, got.instances),
+            ):
+                n = t.execute(select(func.count()).select_from(table)).scalar_one()
+                if n:
+                    into[tenant] = int(n)
+    return got
+
+
+def settings_for(kafka: Running, url: str, es: Running | None, **extra: Any) -> BackofficeSettings:
+    tag = uuid.uuid4().hex[:8]
+    return BackofficeSettings(
+        database_url=url,
+        kafka_bootstrap=kafka.endpoint("bootstrap"),
+        engines=list(ENGINES),
+        tenants=list(TENANTS),
+        group_id=f"bo-{tag}",
+        dead_letter_topic=f"bo-dead-{tag}",
+        elasticsearch_url=es.endpoint("http") if es else None,
+        index_prefix=f"bo-{tag}",
+        audit_key=SecretStr(AUDIT_KEY),
+        **extra,
+    )
+
+
+def check_transfers(db: Database, sent: list[Sent], *, only_these: bool = True) -> None:
+    """One row per payment, in its own tenant only, with the engine's outcome and the request
+    (`only_these`: and no other rows)."""
+    by_tx: dict[str, tuple[str, dict[str, Any]]] = {}
+    with db.begin() as conn:
+        for tenant in TENANTS:
+            for found in db.tenant(conn, tenant).execute(select(schema.transfers)).mappings():
+                assert found["transaction_id"] not in by_tx, "a payment imported twice"
+                by_tx[found["transaction_id"]] = (tenant, dict(found))
+    if only_these:
+        assert sorted(by_tx) == sorted(s.transaction_id for s in sent)
+    for s in sent:
+        tenant, row = by_tx[s.transaction_id]
+        assert tenant == s.tenant
+        assert (row["engine"], row["status"], row["direction"]) == (s.engine, s.status, "PAYER")
+        assert row["amount"] == Decimal(s.amount)
+        assert row["currency"] == "USD"
+        assert (row["payer_id"], row["payee_id"]) == (s.payer, s.payee)
+        assert row["payer_dfsp"] == "phee-dfsp"
+        assert row["started_at"] is not None
+        assert row["completed_at"] is not None
+        if s.status == "COMMITTED":
+            assert row["payee_dfsp"] == "simpayee"
+            assert row["reason"] == "transfer committed"
+        else:
+            assert row["reason"].startswith("party lookup failed: 3204")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgresql"])
+def test_two_engines_import_exactly_into_sql_and_elasticsearch(
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    kafka: Running,
+    elasticsearch: Running,
+    first_wave: list[Sent],
+) -> None:
+    expected = expected_from_topics(kafka.endpoint("bootstrap"))
+    assert expected.instances == Counter(s.tenant for s in first_wave)
+    settings = settings_for(kafka, fresh_database_url(request, kind, tmp_path), elasticsearch)
+    db = Database(settings.database_url)
+    asyncio.run(run_importer_until(settings, lambda _: held(db) == expected, deadline_s=120))
+    got = held(db)
+    assert got.steps == expected.steps
+    assert got.variables == expected.variables
+    assert got.audit == expected.audit
+    assert got.instances == expected.instances
+    check_transfers(db, first_wave)
+    for tenant in TENANTS:
+        assert audit.verify(db, tenant, AUDIT_KEY.encode()) == []
+    search = Search(elasticsearch.endpoint("http"), settings.index_prefix)
+    try:
+        for tenant in TENANTS:
+            search.refresh(tenant)
+            hits = search.client.search(
+                index=search.index_name(tenant), query={"match_all": {}}, size=100
+            )["hits"]["hits"]
+            mine = {s.transaction_id: s for s in first_wave if s.tenant == tenant}
+            assert sorted(h["_source"]["transaction_id"] for h in hits) == sorted(mine)
+            for hit in hits:
+                doc, s = hit["_source"], mine[hit["_source"]["transaction_id"]]
+                assert (doc["tenant"], doc["engine"], doc["status"]) == (tenant, s.engine, s.status)
+                assert Decimal(doc["amount"]) == Decimal(s.amount)
+    finally:
+        search.close()
+    db.close()
+
+
+def test_500_payments_while_the_importer_is_stopped_are_all_imported_once(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    kafka: Running,
+    elasticsearch: Running,
+    bo_stack: PaymentStack,
+    first_wave: list[Sent],
+) -> None:
+    settings = settings_for(
+        kafka, fresh_database_url(request, "postgresql", tmp_path), elasticsearch
+    )
+    db = Database(settings.database_url)
+    before = expected_from_topics(kafka.endpoint("bootstrap"))
+    asyncio.run(run_importer_until(settings, lambda _: held(db) == before, deadline_s=120))
+    # the importer is stopped (it left the group cleanly); 500 payments run meanwhile
+    second_wave = send_payments(bo_stack, 500)
+    assert Counter(s.status for s in second_wave) == {"COMMITTED": 500}
+    after = expected_from_topics(kafka.endpoint("bootstrap"))
+    assert sum(after.instances.values()) == len(first_wave) + 500
+    assert held(db) == before  # nothing imported while it was stopped
+    asyncio.run(run_importer_until(settings, lambda _: held(db) == after, deadline_s=300))
+    check_transfers(db, first_wave + second_wave)
+    assert held(db) == after
+    for tenant in TENANTS:
+        assert audit.verify(db, tenant, AUDIT_KEY.encode()) == []
+    db.close()
+
+
+def importer_env(settings: BackofficeSettings) -> dict[str, str]:
+    return {
+        "PHEE_BACKOFFICE_DATABASE_URL": settings.database_url,
+        "PHEE_BACKOFFICE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "PHEE_BACKOFFICE_ENGINES": orjson.dumps(settings.engines).decode(),
+        "PHEE_BACKOFFICE_TENANTS": orjson.dumps(settings.tenants).decode(),
+        "PHEE_BACKOFFICE_GROUP_ID": settings.group_id,
+        "PHEE_BACKOFFICE_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "PHEE_BACKOFFICE_AUDIT_KEY": AUDIT_KEY,
+        "PHEE_BACKOFFICE_BATCH_MAX": str(settings.batch_max),
+        "PHEE_BACKOFFICE_METADATA_MAX_AGE_MS": "1000",
+    }
+
+
+def imported_by(run: Running) -> float:
+    """Records one importer process stored, from its own /metrics."""
+    text = httpx.get(f"{run.endpoint('http')}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("phee_backoffice_records_total{") and 'outcome="imported"' in line
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_kill_9_in_the_middle_then_restart_leaves_no_duplicate_and_no_gap(
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    kafka: Running,
+    first_wave: list[Sent],
+) -> None:
+    expected = expected_from_topics(kafka.endpoint("bootstrap"))
+    settings = settings_for(kafka, fresh_database_url(request, kind, tmp_path), None, batch_max=300)
+    db = Database(settings.database_url)
+    env = importer_env(settings)
+    first = start_service("bo-importer", "backoffice", tmp_path / "a", env=env, args=["importer"])
+    total = sum(expected.steps.values())
+    try:
+        # kill once a part, not all, is in: batches are small, so this lands inside one
+        at_kill = poll(
+            lambda: n if 0 < (n := sum(held(db).steps.values())) < total // 2 else None,
+            what="a partial import",
+            deadline_s=60,
+            interval_s=0.02,
+        )
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        stop_service(first, grace_s=1)
+    assert 0 < at_kill < total
+    partial = held(db)
+    assert partial != expected
+    second = start_service("bo-importer", "backoffice", tmp_path / "b", env=env, args=["importer"])
+    try:
+        poll(lambda: True if held(db) == expected else None, what="the full import", deadline_s=180)
+    finally:
+        stop_service(second)
+    assert held(db) == expected
+    check_transfers(db, first_wave, only_these=False)
+    for tenant in TENANTS:
+        assert audit.verify(db, tenant, AUDIT_KEY.encode()) == []
+    db.close()
+
+
+def test_a_second_importer_joins_and_partitions_move_without_duplicate_or_gap(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    kafka: Running,
+    first_wave: list[Sent],
+) -> None:
+    expected = expected_from_topics(kafka.endpoint("bootstrap"))
+    total = sum(expected.steps.values())
+    url = fresh_database_url(request, "postgresql", tmp_path)
+    settings = settings_for(kafka, url, None, batch_max=300)
+    db = Database(settings.database_url)
+    env = importer_env(settings)
+    first = start_service("bo-importer-a", "backoffice", tmp_path / "a", env=env, args=["importer"])
+    second: Running | None = None
+    try:
+        poll(
+            lambda: True if 0 < sum(held(db).steps.values()) < total // 2 else None,
+            what="a partial import by the first importer",
+            deadline_s=60,
+            interval_s=0.02,
+        )
+        # the second member joins: the group rebalances while the first is importing
+        second = start_service(
+            "bo-importer-b", "backoffice", tmp_path / "b", env=env, args=["importer"]
+        )
+        # the first leaves mid-import: its partitions (the ones with records) move to the second
+        stop_service(first)
+        by_first = sum(held(db).steps.values())
+        assert by_first < total
+        poll(lambda: True if held(db) == expected else None, what="the full import", deadline_s=180)
+        assert imported_by(second) > 0, "no partition moved to the second importer"
+    finally:
+        stop_service(first, grace_s=1)
+        if second is not None:
+            stop_service(second)
+    assert held(db) == expected
+    check_transfers(db, first_wave, only_these=False)
+    for tenant in TENANTS:
+        assert audit.verify(db, tenant, AUDIT_KEY.encode()) == []
+    db.close()
