@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backoffice import queries
+from backoffice import audit, queries
 from backoffice.auth import (
     READ_AUDIT,
     READ_TRANSFERS,
@@ -62,7 +62,7 @@ OperatorAction = Callable[[str, str, str, str, dict[str, Any]], None]
 def no_operator_action(
     tenant: str, actor: str, action: str, subject: str, detail: dict[str, Any]
 ) -> None:
-    """The default hook: nothing is recorded (until the audit trail is wired in)."""
+    """A hook that records nothing (tests; `main` wires in `audit.operator_recorder`)."""
 
 
 # -- response models ----------------------------------------------------------------------------
@@ -689,7 +689,8 @@ def main() -> None:
         db.provision(tenant)
     if not settings.jwks_url:
         log.warning("PHEE_BACKOFFICE_JWKS_URL is not set: only API keys are accepted")
-    serve(create_app(settings, db))
+    recorder = audit.operator_recorder(db, settings.audit_key.get_secret_value().encode())
+    serve(create_app(settings, db, on_operator_action=recorder))
 
 
 if __name__ == "__main__":

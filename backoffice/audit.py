@@ -8,8 +8,9 @@ row; the importer appends thousands of entries per batch with a constant number 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -27,7 +28,16 @@ from backoffice.db import Database
 from backoffice.schema import audit_head, audit_log
 from phee.sqlstore import insert_or_ignore
 
-__all__ = ["AuditEntry", "AuditError", "Finding", "Report", "append", "check", "verify"]
+__all__ = [
+    "AuditEntry",
+    "AuditError",
+    "Finding",
+    "Report",
+    "append",
+    "check",
+    "operator_recorder",
+    "verify",
+]
 
 #: rows read per query by `verify`, and sources looked up per query by `append`
 PAGE = 5000
@@ -167,3 +177,19 @@ class _Counter:
         for row in rows:
             self.n += 1
             yield row
+
+
+def operator_recorder(
+    db: Database, key: bytes
+) -> Callable[[str, str, str, str, dict[str, Any]], None]:
+    """The operations API's hook: each operator action becomes an entry in the tenant's log,
+    committed before the API answers (an action that cannot be logged is not served)."""
+
+    def record(tenant: str, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        entry = AuditEntry(
+            datetime.now(UTC), f"operator:{actor}"[:128], action, subject[:256], detail
+        )
+        with db.begin() as conn:
+            append(db.tenant(conn, tenant), key, [entry], lock=db.lock_rows())
+
+    return record

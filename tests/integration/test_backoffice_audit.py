@@ -319,3 +319,24 @@ def test_the_cli_reports_an_unreachable_database(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.startswith("error: cannot read the audit log from postgresql+psycopg://nobody:***@")
     assert "secret" not in err
+
+
+def test_operator_actions_are_chained_after_the_importer_entries(
+    tenant: tuple[Database, str],
+) -> None:
+    db, name = tenant
+    filled(db, name)
+    record = audit.operator_recorder(db, KEY)
+    record(name, "alice", "view_transfer", "engine-a/101", {"roles": ["operator"]})
+    record(name, "svc-recon", "view_transaction", "tx-1", {"kind": "service"})
+    assert verify(db, name, KEY) == []
+    with db.begin() as conn:
+        rows = db.tenant(conn, name).execute(
+            select(audit_log.c.seq, audit_log.c.actor, audit_log.c.action, audit_log.c.subject)
+            .where(audit_log.c.seq > 10)
+            .order_by(audit_log.c.seq)
+        )
+        assert [tuple(r) for r in rows] == [
+            (11, "operator:alice", "view_transfer", "engine-a/101"),
+            (12, "operator:svc-recon", "view_transaction", "tx-1"),
+        ]
