@@ -20,12 +20,14 @@ from types import FrameType
 
 import httpx
 
+from backoffice import local as backoffice_local
 from phee import stack as stack_mod
 from phee.components import Running, get
 from phee.components.base import http_json
 from phee.components.prometheus import set_target_groups
 from phee.components.zeebe import topic_for
 from phee.engine_smoke import exported_records
+from phee.services import stop_service
 
 
 @dataclass
@@ -176,8 +178,12 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
     t0 = time.monotonic()
     site = start(workdir, names)
     payment_stack: stack_mod.PaymentStack | None = None
+    back_office: list[Running] = []
     try:
         payment_stack = stack_mod.start(workdir, site.engines)
+        back_office, bo_env = backoffice_local.start(
+            workdir, site.kafka, site.elasticsearch, list(site.engines)
+        )
         set_target_groups(
             site.prometheus,
             [
@@ -192,11 +198,11 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
                     "targets": [run.endpoint("http").removeprefix("http://")],
                     "labels": {"service": run.name},
                 }
-                for run in payment_stack.order
+                for run in [*payment_stack.order, *back_office]
             ],
         )
         print(f"site up in {time.monotonic() - t0:.1f} s; parts:")
-        for run in [*site.order, *payment_stack.order]:
+        for run in [*site.order, *payment_stack.order, *back_office]:
             ends = " ".join(f"{k}={v}" for k, v in sorted(run.endpoints.items()))
             label = run.extra.get("engine", run.name)
             print(f"  {label:<16} {run.name:<16} {run.version:<22} pid {run.pid:<7} {ends}")
@@ -216,7 +222,13 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         report = asyncio.run(exported(site))
         for name, records in report.items():
             print(f"  {name}: {records} records on Kafka topic {topic_for(name)}")
-        ups = prometheus_sees(site, [*site.engines, *(r.name for r in payment_stack.order)])
+        held = backoffice_local.report(back_office[1], bo_env, len(results))
+        print(
+            "  back office (operations API): "
+            + ", ".join(f"{n} {s}" for s, n in sorted(held.items()))
+        )
+        parts = [*payment_stack.order, *back_office]
+        ups = prometheus_sees(site, [*site.engines, *(r.name for r in parts)])
         print("  prometheus: " + ", ".join(f"{k} up={v:.0f}" for k, v in sorted(ups.items())))
         if duration_s is None:
             print("site is running; Ctrl-C stops it")
@@ -225,6 +237,8 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         pass
     finally:
         print("stopping the site ...")
+        for run in reversed(back_office):
+            stop_service(run)
         if payment_stack is not None:
             payment_stack.stop()
         stop_all(site.order)

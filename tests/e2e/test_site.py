@@ -51,10 +51,13 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     for engine in ("engine-a", "engine-b"):
         assert re.search(rf"{engine}: \d+ records on Kafka topic zeebe-{engine}", out), out
         assert f"{engine} up=1" in out
-    for service in ("reference-ams", "switch-double", "callback-router"):
+    for service in ("reference-ams", "switch-double", "callback-router", "bo-importer", "bo-api"):
         assert f"{service} up=1" in out
+    # the sample payments, as the back office's operations API shows them
+    assert "back office (operations API): 20 COMMITTED" in out, out
     assert "site stopped" in out
     pids = [int(p) for p in re.findall(r" pid (\d+) ", out)]
-    # kafka, two engines, elasticsearch, prometheus, ams, switch, router, two engines' workers
-    assert len(pids) == 10
+    # kafka, two engines, elasticsearch, prometheus, ams, switch, router, two engines' workers,
+    # the back office's importer and operations API
+    assert len(pids) == 12
     assert [p for p in pids if pid_alive(p)] == []

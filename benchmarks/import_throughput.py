@@ -1,0 +1,650 @@
+"""Benchmark: back office import throughput (records/s), Kafka into PostgreSQL + Elasticsearch.
+
+Real records first: a site with two Zeebe engines (Kafka exporter, topics `zeebe-<engine>`),
+the payment stack, and `--payments` payments through both engines' channel APIs. Once the topics
+stop growing the engines and the stack are stopped, so the measurement has the CPU to itself
+(Kafka, Elasticsearch and PostgreSQL keep running).
+
+Then, alternating, on a fresh database and a fresh consumer group each round:
+* baseline: aiokafka reads both topics (read_committed, 5000 records per poll) and inserts every
+  record raw into one PostgreSQL table, one executemany INSERT + commit + offset commit per poll;
+* importer: `backoffice.importer.Importer` (migrations and provisioning in `start()`, untimed).
+Both are timed from the first batch fetched to the batch holding each partition's last record
+committed, and both divide the same record count (every committed record in the two topics).
+The importer's finish is exact: its committed offsets cover each partition's last record, and
+afterwards its `import_progress` rows must equal each Zeebe partition's last position.
+
+    uv run --frozen python benchmarks/import_throughput.py [--payments 300] [--rounds 2]
+
+`--profile` adds two untimed importer rounds: one with timers around each step (where the time
+goes), one under cProfile (both threads: the event loop and the batch thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import logging
+import os
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import SecretStr
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    create_engine,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+
+import backoffice.audit
+import backoffice.importer
+from backoffice import schema
+from backoffice.db import Database
+from backoffice.importer import RECORDS, Importer
+from backoffice.settings import BackofficeSettings
+from phee import site as site_mod
+from phee import stack as stack_mod
+from phee.components import Running, get
+from phee.components.zeebe import topic_for
+
+ENGINES = ["engine-a", "engine-b"]
+BATCH = 5000
+GOAL_RATE = 10_000.0
+GOAL_RATIO = 0.6
+
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+@dataclass
+class Topics:
+    """What the two topics hold: the measurement's fixed target."""
+
+    bootstrap: str
+    #: per Kafka partition, the offset just past its last committed record
+    ends: dict[TopicPartition, int]
+    per_engine: dict[str, int]
+    #: per (engine, Zeebe partition), the newest record position (import_progress must match)
+    positions: dict[tuple[str, int], int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_engine.values())
+
+
+@dataclass
+class Round:
+    kind: str
+    records: int
+    seconds: float
+    batches: int
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+# -- producing real records ---------------------------------------------------------------------
+
+
+async def send_payments(payments: stack_mod.PaymentStack, count: int) -> Counter[str]:
+    """Send every payment (16 in flight), then poll each until final; return final statuses."""
+    engines = sorted(payments.workers)
+    headers = {"Platform-TenantId": stack_mod.TENANT}
+    limits = httpx.Limits(max_connections=32)
+    clients = {
+        e: httpx.AsyncClient(base_url=payments.channel(e), timeout=30, limits=limits)
+        for e in engines
+    }
+    gate = asyncio.Semaphore(16)
+    outcome: Counter[str] = Counter()
+
+    async def one(i: int) -> tuple[str, str] | None:
+        engine = engines[i % len(engines)]
+        body = stack_mod.transfer_request(
+            stack_mod.payer_party(i % 20), stack_mod.payee_party((i + 1) % 20), f"{1 + i % 7}.5"
+        )
+        async with gate:
+            resp = await clients[engine].post("/channel/transfer", json=body, headers=headers)
+        if resp.status_code != 202:
+            outcome["refused"] += 1
+            return None
+        return engine, str(resp.json()["transactionId"])
+
+    try:
+        sent = [s for s in await asyncio.gather(*(one(i) for i in range(count))) if s]
+        waiting = dict.fromkeys(sent)
+        end = time.monotonic() + 180
+        while waiting and time.monotonic() < end:
+            for engine, tx in list(waiting):
+                resp = await clients[engine].get(f"/channel/transfer/{tx}", headers=headers)
+                body = resp.json() if resp.status_code == 200 else {}
+                if body.get("final"):
+                    outcome[str(body["status"])] += 1
+                    del waiting[(engine, tx)]
+            if waiting:
+                await asyncio.sleep(0.5)  # poll interval; the deadline bounds the wait
+        outcome["not final"] += len(waiting)
+        return outcome
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
+def _consumer(bootstrap: str, group_id: str | None, **extra: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        **extra,
+    )
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    await consumer.topics()  # a metadata refresh: the exporters created the topics long ago
+    out: list[TopicPartition] = []
+    for topic in topics:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise RuntimeError(f"topic {topic} has no partitions")
+        out.extend(TopicPartition(topic, p) for p in sorted(parts))
+    return out
+
+
+async def settle(bootstrap: str, topics: list[str], quiet_s: float = 3.0) -> None:
+    """Wait (deadline 120 s) until the topics' committed ends stop moving for `quiet_s`: the
+    exporters have flushed everything the payments produced."""
+    consumer = _consumer(bootstrap, None)
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, topics)
+        consumer.assign(tps)
+        last: dict[TopicPartition, int] = {}
+        since = time.monotonic()
+        end = since + 120
+        while time.monotonic() < end:
+            now = dict(await consumer.end_offsets(tps))
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            await asyncio.sleep(0.5)  # poll interval; the deadline bounds the wait
+        raise RuntimeError(f"the topics kept growing for 120 s: {last}")
+    finally:
+        await consumer.stop()
+
+
+async def count_topics(bootstrap: str) -> Topics:
+    """Read both topics to their committed end: records, last offsets, newest positions."""
+    consumer = _consumer(bootstrap, None, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, [topic_for(e) for e in ENGINES])
+        consumer.assign(tps)
+        stable = dict(await consumer.end_offsets(tps))
+        ends: dict[TopicPartition, int] = {}
+        per_engine: Counter[str] = Counter()
+        positions: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + 120
+        while [tp for tp in tps if await consumer.position(tp) < stable[tp]]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("could not read the topics to their end within 120 s")
+            fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            for tp, messages in fetched.items():
+                engine = tp.topic.removeprefix("zeebe-")
+                per_engine[engine] += len(messages)
+                ends[tp] = messages[-1].offset + 1
+                for msg in messages:
+                    doc = orjson.loads(msg.value or b"{}")
+                    k = (engine, int(doc["partitionId"]))
+                    positions[k] = max(positions.get(k, -1), int(doc["position"]))
+        return Topics(bootstrap, ends, dict(per_engine), positions)
+    finally:
+        await consumer.stop()
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """A new, empty PostgreSQL database on the benchmark's server; its SQLAlchemy URL."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+RAW = Table(
+    "raw_records",
+    MetaData(),
+    Column("engine", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("engine", "partition", "position"),
+)
+
+
+# -- the two contenders ---------------------------------------------------------------------------
+
+
+def _covered(reached: dict[TopicPartition, int], topics: Topics) -> bool:
+    return all(reached.get(tp, 0) >= end for tp, end in topics.ends.items())
+
+
+async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Round:
+    """Raw copy: poll, one executemany INSERT of every record as text, commit, commit offsets.
+    (engine, Kafka partition, Kafka offset) is the key: nothing is decoded or mapped."""
+    engine = create_engine(db_url)
+    RAW.metadata.create_all(engine)
+
+    def insert(rows: list[dict[str, Any]]) -> None:
+        with engine.begin() as conn:
+            conn.execute(RAW.insert(), rows)
+
+    consumer = _consumer(
+        topics.bootstrap,
+        f"bench-baseline-{uuid.uuid4().hex[:8]}",
+        max_poll_records=BATCH,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    consumer.subscribe([topic_for(e) for e in ENGINES])
+    await consumer.start()
+    reached: dict[TopicPartition, int] = {}
+    records = batches = 0
+    first: float | None = None
+    try:
+        end = time.monotonic() + deadline_s
+        while not _covered(reached, topics):
+            if time.monotonic() > end:
+                raise RuntimeError(f"baseline not done within {deadline_s} s: {reached}")
+            fetched: Batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            if not fetched:
+                continue
+            if first is None:
+                first = time.perf_counter()
+            rows = [
+                {
+                    "engine": tp.topic.removeprefix("zeebe-"),
+                    "partition": tp.partition,
+                    "position": msg.offset,
+                    "value": (msg.value or b"").decode(),
+                }
+                for tp, messages in fetched.items()
+                for msg in messages
+            ]
+            await asyncio.to_thread(insert, rows)
+            offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
+            await consumer.commit(offsets)
+            reached.update(offsets)
+            records += len(rows)
+            batches += 1
+        seconds = time.perf_counter() - (first or 0.0)
+    finally:
+        await consumer.stop()
+        engine.dispose()
+    note = "" if records == topics.total else f"read {records} records"
+    return Round("baseline", topics.total, seconds, batches, note)
+
+
+class TimedImporter(Importer):
+    """The importer as shipped, noting when its first batch starts and when the batch holding
+    each partition's last record has committed its offsets."""
+
+    def __init__(self, settings: BackofficeSettings, topics: Topics) -> None:
+        super().__init__(settings, client_id="bench-importer")
+        self.topics = topics
+        self.reached: dict[TopicPartition, int] = {}
+        self.first: float | None = None
+        self.finished: float | None = None
+        self.caught_up = asyncio.Event()
+
+    async def import_batch(self, fetched: Batch) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        await super().import_batch(fetched)
+        self.reached.update({tp: m[-1].offset + 1 for tp, m in fetched.items()})
+        if self.finished is None and _covered(self.reached, self.topics):
+            self.finished = time.perf_counter()
+            self.caught_up.set()
+
+
+def outcomes() -> Counter[str]:
+    """The importer's records counter by outcome (process-wide; rounds take differences)."""
+    out: Counter[str] = Counter()
+    for metric in RECORDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                out[sample.labels["outcome"]] += int(sample.value)
+    return out
+
+
+async def importer_round(
+    topics: Topics,
+    db_url: str,
+    es_url: str,
+    deadline_s: float,
+    instrument: Callable[[Importer], None] | None = None,
+) -> Round:
+    tag = uuid.uuid4().hex[:8]
+    settings = BackofficeSettings(
+        database_url=db_url,
+        elasticsearch_url=es_url,
+        index_prefix=f"bench-{tag}",
+        kafka_bootstrap=topics.bootstrap,
+        engines=ENGINES,
+        tenants=[stack_mod.TENANT],
+        group_id=f"bench-importer-{tag}",
+        dead_letter_topic=f"bench-dead-{tag}",
+        audit_key=SecretStr("bench-audit-key"),
+        batch_max=BATCH,
+    )
+    importer = TimedImporter(settings, topics)
+    if instrument is not None:
+        instrument(importer)
+    before = outcomes()
+    await importer.start()
+    task = asyncio.create_task(importer.run())
+    waiter = asyncio.create_task(importer.caught_up.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {task, waiter}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            task.result()
+            raise RuntimeError("the import loop stopped by itself")
+        if waiter not in done:
+            raise RuntimeError(f"importer not done within {deadline_s} s: {importer.reached}")
+    finally:
+        waiter.cancel()
+        importer.stop()
+        await asyncio.wait({task}, timeout=60)
+        await importer.close()
+    assert importer.first is not None
+    assert importer.finished is not None
+    progress = await asyncio.to_thread(read_progress, db_url)
+    if progress != topics.positions:
+        raise RuntimeError(f"import_progress {progress} != topics {topics.positions}")
+    seen = outcomes() - before
+    note = ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
+    if sum(seen.values()) != topics.total:
+        note += f" (counted {sum(seen.values())} of {topics.total})"
+    return Round(
+        "importer", topics.total, importer.finished - importer.first, importer.batches, note
+    )
+
+
+def read_progress(db_url: str) -> dict[tuple[str, int], int]:
+    """The importer's own record of how far it got, per (engine, Zeebe partition)."""
+    db = Database(db_url)
+    try:
+        with db.begin() as conn:
+            t = schema.import_progress
+            rows = conn.execute(select(t.c.engine, t.c.partition_id, t.c.position))
+            return {(r.engine, r.partition_id): r.position for r in rows}
+    finally:
+        db.close()
+
+
+# -- where the importer's time goes ---------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """Seconds per step, summed over one round (each step timed where it is called)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def wrap(self, owner: Any, attr: str, label: str) -> None:
+        original = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+
+        setattr(owner, attr, timed)
+
+    def wrap_async(self, owner: Any, attr: str, label: str) -> None:
+        original = getattr(owner, attr)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+
+        setattr(owner, attr, timed)
+
+    def instrument(self, importer: Importer) -> None:
+        applier = importer.applier
+        self.wrap_async(importer, "import_batch", "batch")
+        self.wrap_async(importer, "_apply", "apply (thread)")
+        self.wrap_async(importer, "_measure_lag", "lag metric")
+        self.wrap(applier, "apply", "apply in thread")
+        self.wrap(applier, "_claim", "claim progress")
+        self.wrap(applier, "_resolve", "resolve tenants")
+        self.wrap(applier, "_map", "map rows")
+        self.wrap(applier, "_write", "write")
+        self.wrap(applier, "_transfers", "transfers")
+        assert importer.search is not None
+        self.wrap(importer.search, "index", "elasticsearch bulk")
+
+    @contextmanager
+    def module_functions(self) -> Iterator[None]:
+        """decode (as the importer calls it) and audit.append (as batch.py calls it)."""
+        saved = (getattr(backoffice.importer, "decode"), backoffice.audit.append)  # noqa: B009
+        self.wrap(backoffice.importer, "decode", "decode")
+        self.wrap(backoffice.audit, "append", "audit chain")
+        try:
+            yield
+        finally:
+            setattr(backoffice.importer, "decode", saved[0])  # noqa: B010
+            backoffice.audit.append = saved[1]
+
+    def report(self, wall: float, records: int) -> list[str]:
+        s = self.seconds
+        rows = [
+            ("wall, first batch to caught up", wall),
+            ("  waiting for Kafka (getmany) + loop", wall - s["batch"] - s["lag metric"]),
+            ("  lag metric", s["lag metric"]),
+            ("  decode (orjson + checks)", s["decode"]),
+            ("  offset commit + counters", s["batch"] - s["decode"] - s["apply (thread)"]),
+            ("  thread hop", s["apply (thread)"] - s["apply in thread"]),
+            ("  claim progress (SQL)", s["claim progress"]),
+            ("  resolve tenants (SQL)", s["resolve tenants"]),
+            ("  map rows (Python)", s["map rows"]),
+            (
+                "  insert steps/variables/incidents (SQL)",
+                s["write"] - s["transfers"] - s["audit chain"],
+            ),
+            ("  transfers select/fold/upsert (SQL)", s["transfers"]),
+            ("  audit chain (HMAC + SQL)", s["audit chain"]),
+            ("  elasticsearch bulk", s["elasticsearch bulk"]),
+            (
+                "  rest of apply (grouping, classify, COMMIT)",
+                s["apply in thread"]
+                - s["claim progress"]
+                - s["resolve tenants"]
+                - s["map rows"]
+                - s["write"]
+                - s["elasticsearch bulk"],
+            ),
+        ]
+        return [
+            f"{label:<46} {sec:7.2f} s {sec / wall:6.1%} {sec * 1e6 / records:7.1f} us/record"
+            for label, sec in rows
+        ]
+
+
+async def profile_rounds(topics: Topics, server: str, es_url: str, deadline_s: float) -> None:
+    split = Split()
+    with split.module_functions():
+        r = await importer_round(
+            topics, fresh_database(server, "bench_split"), es_url, deadline_s, split.instrument
+        )
+    print(f"time split, one extra importer round ({r.rate:,.0f} records/s with timers):")
+    for line in split.report(r.seconds, r.records):
+        print("  " + line)
+
+    loop_prof, thread_prof = cProfile.Profile(), cProfile.Profile()
+
+    def in_thread(importer: Importer) -> None:
+        original = importer.applier.apply
+
+        def profiled(*args: Any, **kwargs: Any) -> Any:
+            thread_prof.enable()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                thread_prof.disable()
+
+        importer.applier.apply = profiled  # type: ignore[method-assign]
+
+    loop_prof.enable()
+    try:
+        r = await importer_round(
+            topics, fresh_database(server, "bench_prof"), es_url, deadline_s, in_thread
+        )
+    finally:
+        loop_prof.disable()
+    print(f"cProfile, one more importer round ({r.rate:,.0f} records/s under the profiler):")
+    for title, prof in (("event loop thread", loop_prof), ("batch thread", thread_prof)):
+        print(f"--- {title}: top 25 by own time")
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+async def measure(
+    topics: Topics, server: str, es_url: str, rounds: int, deadline_s: float
+) -> list[Round]:
+    results: list[Round] = []
+    for i in range(1, rounds + 1):
+        for kind in ("baseline", "importer"):
+            url = fresh_database(server, f"bench_{kind}_{i}")
+            if kind == "baseline":
+                r = await baseline_round(topics, url, deadline_s)
+            else:
+                r = await importer_round(topics, url, es_url, deadline_s)
+            results.append(r)
+            print(
+                f"round {i} {r.kind:<8}: {r.records} records in {r.seconds:6.2f} s = "
+                f"{r.rate:8,.0f} records/s ({r.batches} batches){'; ' + r.note if r.note else ''}",
+                flush=True,
+            )
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--payments", type=int, default=300, help="payments run to make records")
+    parser.add_argument("--rounds", type=int, default=2, help="baseline + importer pairs")
+    parser.add_argument("--deadline", type=float, default=300.0, help="seconds per round, at most")
+    parser.add_argument("--profile", action="store_true", help="add a time split and cProfile")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        "command: uv run --frozen python benchmarks/import_throughput.py " + " ".join(sys.argv[1:])
+    )
+    for name in ("kafka", "zeebe", "elasticsearch", "prometheus", "postgresql"):
+        get(name).fetch()
+    with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
+        workdir = Path(tmp)
+        site: site_mod.Site | None = None
+        payments: stack_mod.PaymentStack | None = None
+        postgres: Running | None = None
+        try:
+            t0 = time.monotonic()
+            site = site_mod.start(workdir, ENGINES)
+            postgres = get("postgresql").start(workdir)
+            payments = stack_mod.start(workdir, site.engines)
+            print(f"site, PostgreSQL and payment stack up in {time.monotonic() - t0:.1f} s")
+            bootstrap = site.kafka.endpoint("bootstrap")
+
+            t1 = time.monotonic()
+            finals = asyncio.run(send_payments(payments, args.payments))
+            print(
+                f"{args.payments} payments in {time.monotonic() - t1:.1f} s: "
+                + ", ".join(f"{v} {k}" for k, v in sorted(finals.items()))
+            )
+            asyncio.run(settle(bootstrap, [topic_for(e) for e in ENGINES]))
+            # the engines and the stack are done: give the measurement the machine
+            payments.stop()
+            payments = None
+            for run in [*site.engines.values(), site.prometheus]:
+                get(run.name).stop(run)
+            topics = asyncio.run(count_topics(bootstrap))
+            per = ", ".join(f"{e} {n}" for e, n in sorted(topics.per_engine.items()))
+            print(
+                f"records: {topics.total} ({per}; {topics.total / max(args.payments, 1):.0f} per "
+                f"payment; {len(topics.ends)} Kafka partitions, Zeebe partitions "
+                f"{sorted(topics.positions)})"
+            )
+
+            server = postgres.endpoint("url")
+            es_url = site.elasticsearch.endpoint("http")
+            results = asyncio.run(measure(topics, server, es_url, args.rounds, args.deadline))
+            base = statistics.median(r.rate for r in results if r.kind == "baseline")
+            imp = statistics.median(r.rate for r in results if r.kind == "importer")
+            ratio = imp / base
+            met = imp >= GOAL_RATE and ratio >= GOAL_RATIO
+            print(f"median baseline: {base:,.0f} records/s")
+            print(f"median importer: {imp:,.0f} records/s")
+            print(f"ratio importer/baseline (medians): {ratio:.2f}")
+            print(
+                f"goal: >= {GOAL_RATE:,.0f} records/s and >= {GOAL_RATIO} of baseline: "
+                f"{'MET' if met else 'NOT MET'}"
+            )
+            if not met:
+                print("(a measurement: exit status 0 all the same; --profile shows where it goes)")
+            if args.profile:
+                asyncio.run(profile_rounds(topics, server, es_url, args.deadline))
+        finally:
+            if payments is not None:
+                payments.stop()
+            if postgres is not None:
+                get("postgresql").stop(postgres)
+            if site is not None:
+                site_mod.stop_all(site.order)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
