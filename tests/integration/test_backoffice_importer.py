@@ -20,6 +20,7 @@ from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
 from phee.components import Running
+from phee.contract import EngineInfo, EngineRegistry
 from tests.support.backoffice import count, read_topic, run_importer_until, transfers
 
 CAPTURE = Path(__file__).parents[1] / "resources" / "zeebe-payer-records.jsonl"
@@ -130,3 +131,41 @@ def test_a_new_engine_is_imported_without_a_restart_and_lag_drains_to_zero(
     ]
     assert max(lags) > 0, "the lag gauge never showed the backlog"
     assert lags[-1] == 0
+
+
+def test_engines_added_to_the_router_registry_are_imported_without_a_restart(
+    kafka: Running, tmp_path: Path
+) -> None:
+    prefix = f"bo{uuid.uuid4().hex[:6]}-"
+    bootstrap = kafka.endpoint("bootstrap")
+    for engine in ("east", "west"):
+        asyncio.run(produce(bootstrap, f"{prefix}{engine}", captured()))
+    registry = tmp_path / "engines.json"
+
+    def write_registry(names: list[str]) -> None:
+        reg = EngineRegistry(
+            engines=[
+                EngineInfo(name=n, slot=i, gateway=f"127.0.0.1:{26500 + i}")
+                for i, n in enumerate(names)
+            ]
+        )
+        registry.write_text(reg.model_dump_json())
+
+    write_registry(["east"])
+    settings = settings_for(
+        kafka, tmp_path, prefix, registry_file=str(registry), registry_poll_s=0.5
+    )
+    db = Database(settings.database_url)
+    seen: list[set[str]] = []
+
+    def done(_: Importer) -> bool:
+        engines = {r["engine"] for r in transfers(db, "default")}
+        seen.append(engines)
+        if engines == {"east"} and count(db, "default", schema.steps) == 146:
+            write_registry(["east", "west"])  # the operator registers a new engine
+        return engines == {"east", "west"} and count(db, "default", schema.steps) == 2 * 146
+
+    asyncio.run(run_importer_until(settings, done, deadline_s=90, interval_s=0.2))
+    # west's topic existed from the start, but was imported only once it was registered
+    assert {"east"} in seen
+    assert len(transfers(db, "default")) == 4
