@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, select, tuple_
+from sqlalchemy import Connection, Table, and_, bindparam, delete, select, tuple_
 
 from backoffice import audit, mapping, schema
 from backoffice.db import Database, now
@@ -84,6 +85,7 @@ class Applier:
         self.search = search
         self.tenants = frozenset(tenants)
         self.audit_key = audit_key
+        self._search_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bo-search")
 
     def apply(self, records: Sequence[ZeebeRecord], dead_letter: DeadLetter) -> BatchResult:
         result = BatchResult()
@@ -107,14 +109,27 @@ class Applier:
             if dead:
                 dead_letter(dead)
                 result.dead += len(dead)
-            docs: list[tuple[str, dict[str, Any]]] = []
-            for tenant, tr in rows.items():
-                tconn = self.db.tenant(conn, tenant)
-                written = self._write(tconn, tr, result)
-                docs.extend((tenant, row) for row in written)
-                result.per_tenant[tenant] = len(tr.steps) + len(tr.variables) + len(tr.incidents)
-            if self.search is not None and docs:
-                self.search.index(docs)
+            # Transfers are folded first, so Elasticsearch can index them while SQL writes.
+            folded = {
+                tenant: self._fold_transfers(self.db.tenant(conn, tenant), tr.payments)
+                for tenant, tr in rows.items()
+            }
+            docs = [(tenant, row) for tenant, (ins, upd) in folded.items() for row in ins + upd]
+            indexing = (
+                self._search_pool.submit(self.search.index, docs)
+                if self.search is not None and docs
+                else None
+            )
+            try:
+                for tenant, tr in rows.items():
+                    tconn = self.db.tenant(conn, tenant)
+                    self._write(tconn, tenant, tr, *folded[tenant], result)
+                    result.per_tenant[tenant] = (
+                        len(tr.steps) + len(tr.variables) + len(tr.incidents)
+                    )
+            finally:
+                if indexing is not None:
+                    indexing.result()  # an indexing error rolls the SQL transaction back
         return result
 
     # -- progress -------------------------------------------------------------------------------
@@ -283,18 +298,28 @@ class Applier:
             tr.payments[inst] = recs
 
     def _write(
-        self, conn: Connection, tr: _TenantRows, result: BatchResult
-    ) -> list[dict[str, Any]]:
-        """Insert the tenant's rows; fold and upsert its transfers; chain its audit entries."""
+        self,
+        conn: Connection,
+        tenant: str,
+        tr: _TenantRows,
+        inserts: list[dict[str, Any]],
+        updates: list[dict[str, Any]],
+        result: BatchResult,
+    ) -> None:
+        """Insert the tenant's rows, upsert its transfers, chain its audit entries."""
         for table, rows in (
             (schema.steps, tr.steps),
             (schema.variables, tr.variables),
             (schema.incidents, tr.incidents),
         ):
-            if rows:
+            if not rows:
+                continue
+            if self.db.dialect == "postgresql":
+                _copy(conn, self.db.namespace(tenant), table, rows)
+            else:
                 conn.execute(insert_or_ignore(table, self.db.dialect, schema.RECORD_KEY), rows)
-        changed = self._transfers(conn, tr.payments)
-        result.transfers += len(changed)
+        self._upsert_transfers(conn, inserts, updates)
+        result.transfers += len(inserts) + len(updates)
         if tr.facts:
             entries = [
                 audit.AuditEntry(f.at, f.actor, f.action, f.subject, f.detail, f.source)
@@ -303,13 +328,13 @@ class Applier:
             result.audit_entries += audit.append(
                 conn, self.audit_key, entries, lock=self.db.lock_rows()
             )
-        return changed
 
-    def _transfers(
+    def _fold_transfers(
         self, conn: Connection, payments: dict[Instance, list[ZeebeRecord]]
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The batch's payments folded into their rows: (new rows, changed rows)."""
         if not payments:
-            return []
+            return [], []
         t = schema.transfers
         existing: dict[Instance, dict[str, Any]] = {}
         for chunk in _chunks(list(payments)):
@@ -328,6 +353,12 @@ class Applier:
                 inserts.append(row)
             elif any(applied):
                 updates.append(row)
+        return inserts, updates
+
+    def _upsert_transfers(
+        self, conn: Connection, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
+    ) -> None:
+        t = schema.transfers
         if inserts:
             conn.execute(
                 insert_or_ignore(t, self.db.dialect, ("engine", "process_instance_key")), inserts
@@ -354,7 +385,18 @@ class Applier:
                     for row in updates
                 ],
             )
-        return inserts + updates
+
+
+def _copy(conn: Connection, namespace: str, table: Table, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY into a tenant table, in the batch's transaction: several times faster
+    than row-by-row inserts. No ON CONFLICT is needed: the locked progress rows have already
+    removed every record imported before, so a clash would be a bug and fails the batch."""
+    names = [c.name for c in table.columns]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    statement = f'COPY "{namespace}"."{table.name}" ({", ".join(names)}) FROM STDIN'
+    with cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([row[n] for n in names])
 
 
 def _dead(rec: ZeebeRecord, reason: str, detail: str) -> Dead:

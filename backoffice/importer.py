@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -47,6 +48,15 @@ LAG = Gauge(
 )
 TRANSFERS = Counter("phee_backoffice_transfers_written", "Transfer rows inserted or updated")
 AUDITED = Counter("phee_backoffice_audit_entries", "Audit entries chained by the importer")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fetched batch, decoded: what to apply, what to dead-letter, what to commit after."""
+
+    records: list[ZeebeRecord]
+    bad: list[Dead]
+    offsets: dict[TopicPartition, int]
 
 
 def _retryable(err: BaseException) -> bool:
@@ -144,24 +154,42 @@ class Importer:
         return topic.removeprefix(self.settings.topic_prefix)
 
     async def run(self) -> None:
-        """Import until `stop()`; each pass is one batch."""
+        """Import until `stop()`. Batches are pipelined: while one batch is written (SQL and
+        Elasticsearch, in a thread), the next is fetched and decoded. Batches are still applied
+        and committed strictly one after the other."""
         assert self._consumer is not None
         next_registry = time.monotonic() + self.settings.registry_poll_s
-        while not self._stopping.is_set():
-            if time.monotonic() >= next_registry:
-                self._subscribe()
-                next_registry = time.monotonic() + self.settings.registry_poll_s
-            fetched = await self._consumer.getmany(
-                timeout_ms=self.settings.poll_ms, max_records=self.settings.batch_max
-            )
-            if fetched:
-                await self.import_batch(fetched)
-            await self._measure_lag()
+        inflight: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                if time.monotonic() >= next_registry:
+                    self._subscribe()
+                    next_registry = time.monotonic() + self.settings.registry_poll_s
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self.settings.poll_ms, max_records=self.settings.batch_max
+                )
+                if fetched:
+                    prepared = self._decode(fetched)
+                    if inflight is not None:
+                        await inflight
+                    inflight = asyncio.create_task(self._finish(prepared))
+                elif inflight is not None and inflight.done():
+                    await inflight
+                    inflight = None
+                await self._measure_lag()
+        finally:
+            if inflight is not None:
+                await inflight
 
     async def import_batch(
         self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        assert self._consumer is not None
+        """Decode, apply and commit one fetched batch (no pipelining)."""
+        await self._finish(self._decode(fetched))
+
+    def _decode(
+        self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> Prepared:
         records: list[ZeebeRecord] = []
         bad: list[Dead] = []
         for tp, messages in fetched.items():
@@ -173,13 +201,18 @@ class Importer:
                     where = f"{tp.topic}/{tp.partition}/{msg.offset}"
                     log.warning("bad record %s: %s", where, err)
                     bad.append(Dead(engine, msg.value or b"", err.reason, err.detail, where))
-        started = time.perf_counter()
-        result = await self._apply(records, bad)
-        BATCH_SECONDS.observe(time.perf_counter() - started)
-        self._count(records, result, bad)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
+        return Prepared(records, bad, offsets)
+
+    async def _finish(self, batch: Prepared) -> None:
+        """Apply one decoded batch, then commit its offsets."""
+        assert self._consumer is not None
+        started = time.perf_counter()
+        result = await self._apply(batch.records, batch.bad)
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        self._count(batch.records, result, batch.bad)
         try:
-            await self._consumer.commit(offsets)
+            await self._consumer.commit(batch.offsets)
         except (CommitFailedError, IllegalStateError) as err:
             # partitions moved meanwhile: the new owner replays from the last commit and the
             # progress rows make that replay a no-op

@@ -52,11 +52,8 @@ class ZeebeRecord:
     timestamp: int  # epoch milliseconds, as Zeebe writes it
     value: dict[str, Any]
     raw: bytes
-
-    @property
-    def process_instance_key(self) -> int | None:
-        pik = self.value.get("processInstanceKey")
-        return pik if isinstance(pik, int) and pik > 0 else None
+    #: the process instance the record belongs to (None: deployments, messages, ...)
+    process_instance_key: int | None
 
     @property
     def source(self) -> str:
@@ -104,4 +101,7 @@ def decode(engine: str, raw: bytes | None) -> ZeebeRecord:
         timestamp=doc["timestamp"],
         value=value,
         raw=raw,
+        process_instance_key=pik
+        if isinstance(pik := value.get("processInstanceKey"), int) and pik > 0
+        else None,
     )

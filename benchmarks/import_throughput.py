@@ -63,7 +63,7 @@ import backoffice.audit
 import backoffice.importer
 from backoffice import schema
 from backoffice.db import Database
-from backoffice.importer import RECORDS, Importer
+from backoffice.importer import RECORDS, Importer, Prepared
 from backoffice.settings import BackofficeSettings
 from phee import site as site_mod
 from phee import stack as stack_mod
@@ -324,11 +324,14 @@ class TimedImporter(Importer):
         self.finished: float | None = None
         self.caught_up = asyncio.Event()
 
-    async def import_batch(self, fetched: Batch) -> None:
-        if self.first is None:
+    def _decode(self, fetched: Batch) -> Prepared:
+        if self.first is None:  # the first batch has been fetched: the clock starts
             self.first = time.perf_counter()
-        await super().import_batch(fetched)
-        self.reached.update({tp: m[-1].offset + 1 for tp, m in fetched.items()})
+        return super()._decode(fetched)
+
+    async def _finish(self, batch: Prepared) -> None:
+        await super()._finish(batch)
+        self.reached.update(batch.offsets)
         if self.finished is None and _covered(self.reached, self.topics):
             self.finished = time.perf_counter()
             self.caught_up.set()
