@@ -168,6 +168,7 @@ async def test_payee_work_alternates_and_follow_ups_reach_the_holder_while_it_dr
         ("engine-b", contract.PAYEE_QUOTE_TRANSFER),
     ]
     assert started[0][2] == {
+        "tenant": "default",  # PHEE_ROUTER_TENANT: the back office files the payment under it
         "quoteRequest": first,
         "quoteId": first["quoteId"],
         "transactionId": first["transactionId"],
