@@ -253,6 +253,7 @@ def test_two_engines_import_exactly_into_sql_and_elasticsearch(
     db = Database(settings.database_url)
     asyncio.run(run_importer_until(settings, lambda _: held(db) == expected, deadline_s=120))
     got = held(db)
+    print(f"\n[{kind}] topics say {expected}\n[{kind}] back office holds {got}")
     assert got.steps == expected.steps
     assert got.variables == expected.variables
     assert got.audit == expected.audit
@@ -301,6 +302,7 @@ def test_500_payments_while_the_importer_is_stopped_are_all_imported_once(
     asyncio.run(run_importer_until(settings, lambda _: held(db) == after, deadline_s=300))
     check_transfers(db, first_wave + second_wave)
     assert held(db) == after
+    print(f"\nbefore the 500: {before.instances}; after: {held(db).instances}")
     for tenant in TENANTS:
         assert audit.verify(db, tenant, AUDIT_KEY.encode()) == []
     db.close()
@@ -357,6 +359,7 @@ def test_kill_9_in_the_middle_then_restart_leaves_no_duplicate_and_no_gap(
         stop_service(first, grace_s=1)
     assert 0 < at_kill < total
     partial = held(db)
+    print(f"\n[{kind}] killed with {at_kill} of {total} steps imported")
     assert partial != expected
     second = start_service("bo-importer", "backoffice", tmp_path / "b", env=env, args=["importer"])
     try:
@@ -398,9 +401,12 @@ def test_a_second_importer_joins_and_partitions_move_without_duplicate_or_gap(
         # the first leaves mid-import: its partitions (the ones with records) move to the second
         stop_service(first)
         by_first = sum(held(db).steps.values())
+        print(f"\nfirst importer left after {by_first} of {total} steps")
         assert by_first < total
         poll(lambda: True if held(db) == expected else None, what="the full import", deadline_s=180)
-        assert imported_by(second) > 0, "no partition moved to the second importer"
+        moved = imported_by(second)
+        print(f"second importer stored {moved:.0f} records")
+        assert moved > 0, "no partition moved to the second importer"
     finally:
         stop_service(first, grace_s=1)
         if second is not None:
