@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData
 
 if TYPE_CHECKING:
     from backoffice.db import Database
@@ -34,3 +35,19 @@ def upgrade(db: Database, which: Literal["control", "tenant"], schema: str | Non
     if revision is None:
         raise RuntimeError(f"{which} migrations left no revision in {schema or 'the default'}")
     return revision
+
+
+def run_env(metadata: MetaData) -> None:
+    """The body of both `env.py` files: migrate on the caller's connection, inside the schema it
+    names (tables are declared without one; the translation puts them and their indexes there)."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    namespace = context.config.attributes.get("schema")
+    if namespace is not None:
+        connection = connection.execution_options(schema_translate_map={None: namespace})
+    context.configure(
+        connection=connection, target_metadata=metadata, version_table_schema=namespace
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-from alembic import context
-
 from backoffice import schema as tables
+from backoffice.migrations import run_env
 
-connection = context.config.attributes["connection"]
-namespace = context.config.attributes.get("schema")
-if namespace is not None:
-    # tables are declared without a schema; this puts them (and their indexes) into the tenant's
-    connection = connection.execution_options(schema_translate_map={None: namespace})
-context.configure(
-    connection=connection,
-    target_metadata=tables.CONTROL,
-    version_table_schema=namespace,
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_env(tables.CONTROL)
