@@ -19,7 +19,7 @@ Exactly once in effect, whatever Kafka redelivers:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,14 +56,37 @@ DeadLetter = Callable[[Sequence[Dead]], None]
 
 @dataclass
 class BatchResult:
-    imported: int = 0
-    duplicates: int = 0
-    ignored: int = 0
-    pending: int = 0
-    dead: int = 0
+    """What became of a batch's records, per engine (a batch may span several engines)."""
+
+    by_engine: Counter[tuple[str, str]] = field(default_factory=Counter)
     transfers: int = 0
     audit_entries: int = 0
-    per_tenant: dict[str, int] = field(default_factory=dict)
+
+    def add(self, records: Iterable[ZeebeRecord], outcome: str) -> None:
+        self.by_engine.update((r.engine, outcome) for r in records)
+
+    def total(self, outcome: str) -> int:
+        return sum(n for (_, o), n in self.by_engine.items() if o == outcome)
+
+    @property
+    def imported(self) -> int:
+        return self.total("imported")
+
+    @property
+    def duplicates(self) -> int:
+        return self.total("duplicate")
+
+    @property
+    def ignored(self) -> int:
+        return self.total("ignored")
+
+    @property
+    def pending(self) -> int:
+        return self.total("pending")
+
+    @property
+    def dead(self) -> int:
+        return self.total("dead_letter")
 
 
 @dataclass
@@ -90,15 +113,16 @@ class Applier:
     def apply(self, records: Sequence[ZeebeRecord], dead_letter: DeadLetter) -> BatchResult:
         result = BatchResult()
         with self.db.begin() as conn:
-            fresh = self._claim(conn, records)
-            result.duplicates = len(records) - len(fresh)
+            fresh = self._claim(conn, records, result)
             groups: dict[Instance, list[ZeebeRecord]] = defaultdict(list)
+            ignored: list[ZeebeRecord] = []
             for rec in fresh:
                 pik = rec.process_instance_key
                 if pik is None or mapping.classify(rec) == "ignored":
-                    result.ignored += 1  # commands, timers, subscriptions, deployments, ...
+                    ignored.append(rec)  # commands, timers, subscriptions, deployments, ...
                 else:
                     groups[(rec.engine, pik)].append(rec)
+            result.add(ignored, "ignored")
             owners, dead = self._resolve(conn, groups, result)
             rows: dict[str, _TenantRows] = defaultdict(_TenantRows)
             for inst, recs in groups.items():
@@ -108,7 +132,7 @@ class Applier:
                 self._map(rows[tenant], inst, recs, result)
             if dead:
                 dead_letter(dead)
-                result.dead += len(dead)
+                result.by_engine.update((d.engine, "dead_letter") for d in dead)
             # Transfers are folded first, so Elasticsearch can index them while SQL writes.
             folded = {
                 tenant: self._fold_transfers(self.db.tenant(conn, tenant), tr.payments)
@@ -124,9 +148,6 @@ class Applier:
                 for tenant, tr in rows.items():
                     tconn = self.db.tenant(conn, tenant)
                     self._write(tconn, tenant, tr, *folded[tenant], result)
-                    result.per_tenant[tenant] = (
-                        len(tr.steps) + len(tr.variables) + len(tr.incidents)
-                    )
             finally:
                 if indexing is not None:
                     indexing.result()  # an indexing error rolls the SQL transaction back
@@ -134,7 +155,9 @@ class Applier:
 
     # -- progress -------------------------------------------------------------------------------
 
-    def _claim(self, conn: Connection, records: Sequence[ZeebeRecord]) -> list[ZeebeRecord]:
+    def _claim(
+        self, conn: Connection, records: Sequence[ZeebeRecord], result: BatchResult
+    ) -> list[ZeebeRecord]:
         """Lock the batch's (engine, partition) progress rows; keep records beyond them."""
         top: dict[tuple[str, int], int] = {}
         for rec in records:
@@ -160,6 +183,10 @@ class Applier:
             query = query.with_for_update()
         done = {(r.engine, r.partition_id): r.position for r in conn.execute(query)}
         fresh = [r for r in records if r.position > done[(r.engine, r.partition)]]
+        if len(fresh) < len(records):
+            result.add(
+                (r for r in records if r.position <= done[(r.engine, r.partition)]), "duplicate"
+            )
         moved = [
             {"b_engine": e, "b_partition": p, "position": pos, "updated_at": stamp}
             for (e, p), pos in top.items()
@@ -221,7 +248,7 @@ class Applier:
                     )
                 else:
                     to_park.extend(recs)
-                    result.pending += len(recs)
+                    result.add(recs, "pending")
             elif tenant not in self.tenants:
                 dead.extend(
                     _dead(r, "unknown-tenant", f"tenant {tenant!r} is not served") for r in recs
@@ -280,20 +307,20 @@ class Applier:
     def _map(
         self, tr: _TenantRows, inst: Instance, recs: list[ZeebeRecord], result: BatchResult
     ) -> None:
+        """Rows of one instance's records (`apply` kept only steps, variables and incidents)."""
         payment = False
         for rec in recs:
-            kind = mapping.classify(rec)
-            if kind == "step":
-                tr.steps.append(mapping.step_row(rec))
-            elif kind == "variable":
+            if rec.value_type == "VARIABLE":
                 tr.variables.append(mapping.variable_row(rec))
-            elif kind == "incident":
+            elif rec.value_type == "INCIDENT":
                 tr.incidents.append(mapping.incident_row(rec))
-            result.imported += 1
+            else:
+                tr.steps.append(mapping.step_row(rec))
             fact = mapping.audit_fact(rec)
             if fact is not None:
                 tr.facts.append(fact)
             payment = payment or mapping.is_payment(rec)
+        result.add(recs, "imported")
         if payment:
             tr.payments[inst] = recs
 

@@ -11,6 +11,7 @@ dead-letter topic (with the reason in headers) before the batch commits; the imp
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import re
@@ -210,7 +211,7 @@ class Importer:
         started = time.perf_counter()
         result = await self._apply(batch.records, batch.bad)
         BATCH_SECONDS.observe(time.perf_counter() - started)
-        self._count(batch.records, result, batch.bad)
+        self._count(result, batch.bad)
         try:
             await self._consumer.commit(batch.offsets)
         except (CommitFailedError, IllegalStateError) as err:
@@ -260,17 +261,10 @@ class Importer:
         for d in dead:
             DEAD.labels(d.reason).inc()
 
-    def _count(self, records: list[ZeebeRecord], result: BatchResult, bad: list[Dead]) -> None:
-        engine = records[0].engine if records else "?"
-        for outcome, n in (
-            ("imported", result.imported),
-            ("duplicate", result.duplicates),
-            ("ignored", result.ignored),
-            ("pending", result.pending),
-            ("dead_letter", result.dead + len(bad)),
-        ):
-            if n:
-                RECORDS.labels(engine, outcome).inc(n)
+    def _count(self, result: BatchResult, bad: list[Dead]) -> None:
+        counts = result.by_engine + collections.Counter((d.engine, "dead_letter") for d in bad)
+        for (engine, outcome), n in counts.items():
+            RECORDS.labels(engine, outcome).inc(n)
         TRANSFERS.inc(result.transfers)
         AUDITED.inc(result.audit_entries)
 
@@ -287,15 +281,6 @@ class Importer:
             except IllegalStateError:  # revoked meanwhile
                 continue
             LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
-
-    async def lag(self) -> int:
-        """Total records behind, over the partitions this member holds (for tests and logs)."""
-        await self._measure_lag()
-        assert self._consumer is not None
-        total = 0
-        for tp in self._consumer.assignment():
-            total += int(LAG.labels(tp.topic, str(tp.partition))._value.get())
-        return total
 
     def stop(self) -> None:
         self._stopping.set()

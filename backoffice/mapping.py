@@ -10,7 +10,7 @@ that completes without a recorded outcome is FAILED with that reason, not guesse
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -37,10 +37,6 @@ EXCEPTION = "EXCEPTION"
 _AUDITED_ELEMENT = frozenset({"ELEMENT_COMPLETED", "ELEMENT_TERMINATED"})
 _AUDITED_JOB = frozenset({"FAILED", "ERROR_THROWN", "RETRIES_UPDATED", "TIMED_OUT"})
 _AMOUNT_MAX = Decimal("1e20")
-
-
-def at(rec: ZeebeRecord) -> datetime:
-    return datetime.fromtimestamp(rec.timestamp / 1000, tz=UTC)
 
 
 def classify(rec: ZeebeRecord) -> Kind:
@@ -114,7 +110,7 @@ def step_row(rec: ZeebeRecord) -> dict[str, Any]:
         "job_type": _str(v.get("type"), 128) if is_job else None,
         "retries": v.get("retries") if is_job and isinstance(v.get("retries"), int) else None,
         "error_message": error or None,
-        "at": at(rec),
+        "at": rec.at,
     }
 
 
@@ -127,7 +123,7 @@ def variable_row(rec: ZeebeRecord) -> dict[str, Any]:
         "name": _str(v.get("name"), 255) or "",
         "value": v.get("value") if isinstance(v.get("value"), str) else "null",
         "intent": rec.intent[:16],
-        "at": at(rec),
+        "at": rec.at,
     }
 
 
@@ -141,7 +137,7 @@ def incident_row(rec: ZeebeRecord) -> dict[str, Any]:
         "error_type": _str(v.get("errorType"), 64),
         "error_message": v.get("errorMessage") if isinstance(v.get("errorMessage"), str) else None,
         "element_id": _str(v.get("elementId"), 128),
-        "at": at(rec),
+        "at": rec.at,
     }
 
 
@@ -180,7 +176,7 @@ def audit_fact(rec: ZeebeRecord) -> AuditFact | None:
         detail = {"element": v.get("elementId"), "error": v.get("errorMessage")}
     else:
         return None
-    return AuditFact(at(rec), actor, action.lower(), subject, detail, rec.source)
+    return AuditFact(rec.at, actor, action.lower(), subject, detail, rec.source)
 
 
 # -- transfers --------------------------------------------------------------------------------
@@ -223,7 +219,7 @@ def new_transfer(rec: ZeebeRecord) -> dict[str, Any]:
         "currency": None,
         "started_at": None,
         "completed_at": None,
-        "updated_at": at(rec),
+        "updated_at": rec.at,
         "last_position": -1,
     }
 
@@ -234,7 +230,7 @@ def fold(row: dict[str, Any], rec: ZeebeRecord) -> bool:
     if rec.position <= row["last_position"]:
         return False
     row["last_position"] = rec.position
-    row["updated_at"] = at(rec)
+    row["updated_at"] = rec.at
     if rec.record_type != "EVENT":
         return True
     if is_process_event(rec):
@@ -253,9 +249,9 @@ def fold(row: dict[str, Any], rec: ZeebeRecord) -> bool:
 
 def _fold_lifecycle(row: dict[str, Any], rec: ZeebeRecord) -> None:
     if rec.intent in ("ELEMENT_ACTIVATING", "ELEMENT_ACTIVATED") and row["started_at"] is None:
-        row["started_at"] = at(rec)
+        row["started_at"] = rec.at
     elif rec.intent == "ELEMENT_COMPLETED":
-        row["completed_at"] = at(rec)
+        row["completed_at"] = rec.at
         outcome = row["outcome"]
         if outcome in OUTCOME_STATUS:
             row["status"] = OUTCOME_STATUS[outcome]
@@ -267,7 +263,7 @@ def _fold_lifecycle(row: dict[str, Any], rec: ZeebeRecord) -> None:
                 else "the process ended without a recorded outcome"
             )
     elif rec.intent == "ELEMENT_TERMINATED":
-        row["completed_at"] = at(rec)
+        row["completed_at"] = rec.at
         row["status"] = "TERMINATED"
         row["reason"] = row["reason"] or "the process instance was cancelled"
 

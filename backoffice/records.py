@@ -8,6 +8,8 @@ means for a payment is `mapping.py`'s business. A record that cannot be decoded 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -38,7 +40,7 @@ class BadRecord(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ZeebeRecord:
     """One exported record of one engine; (engine, partition, position) identifies it."""
 
@@ -54,6 +56,12 @@ class ZeebeRecord:
     raw: bytes
     #: the process instance the record belongs to (None: deployments, messages, ...)
     process_instance_key: int | None
+
+    @cached_property
+    def at(self) -> datetime:
+        """The record's timestamp as an aware UTC datetime (computed once: rows, transfers and
+        audit entries all need it)."""
+        return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
 
     @property
     def source(self) -> str:

@@ -274,3 +274,14 @@ def test_a_tenant_not_served_and_an_instance_without_tenant_go_to_dead_letters(
     assert snapshot(db)["transfers"] == []
     assert snapshot(db)["pending"] == 0
     assert all(d.source.startswith("east/1/") for d in dead)
+
+
+def test_outcomes_are_counted_per_engine_when_a_batch_spans_engines(db: Database) -> None:
+    docs = captured()
+    applier = Applier(db, None, ["default"], KEY)
+    result = applier.apply(encode(docs, "east") + encode(docs, "west"), lambda dead: None)
+    for engine in ("east", "west"):
+        assert result.by_engine[(engine, "imported")] == 146 + 44
+        assert result.by_engine[(engine, "ignored")] == 404 - 146 - 44
+    replay = applier.apply(encode(docs, "west"), lambda dead: None)
+    assert replay.by_engine == {("west", "duplicate"): 404}
