@@ -55,10 +55,11 @@ async def run_importer_until(
     deadline_s: float = 180.0,
     client_id: str = "test-importer",
     interval_s: float = 0.5,
+    importer_class: type[Importer] = Importer,
 ) -> Importer:
     """Start an importer in this process, run it until `done(importer)` (checked in a thread,
     it may query the database), then stop it cleanly."""
-    importer = Importer(settings, client_id=client_id)
+    importer = importer_class(settings, client_id=client_id)
     await importer.start()
     task = asyncio.create_task(importer.run())
 
