@@ -20,6 +20,7 @@ from engine_workers.runtime import Runtime
 from engine_workers.settings import EngineSettings
 from phee import contract
 from phee.components.base import free_port
+from phee.services import listen_host
 
 log = logging.getLogger("engine_workers")
 
@@ -53,7 +54,7 @@ async def run(settings: EngineSettings) -> None:
     app = channel.create_app(rt, start_payer, ready=lambda: not working.done())
     port = settings.channel_port or int(os.environ.get("PHEE_PORT") or 0) or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(app, host=listen_host(), port=port, log_level="warning", access_log=False)
     )
     try:
         await server.serve()  # returns after SIGTERM/SIGINT, in-flight requests finished

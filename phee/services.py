@@ -51,8 +51,13 @@ def instrument(
         return Response(content=data, media_type=CONTENT_TYPE_LATEST)
 
 
+def listen_host() -> str:
+    """Where services listen: loopback by default; a pod sets `PHEE_HOST=0.0.0.0`."""
+    return os.environ.get("PHEE_HOST") or "127.0.0.1"
+
+
 def serve(app: FastAPI, *, port: int | None = None) -> None:
-    """Serve on 127.0.0.1 until SIGTERM/SIGINT (uvicorn finishes in-flight requests first)."""
+    """Serve on `listen_host()` until SIGTERM/SIGINT (uvicorn finishes in-flight requests)."""
     chosen = port or int(os.environ.get("PHEE_PORT") or 0) or free_port()
     logging.basicConfig(
         level=os.environ.get("PHEE_LOG_LEVEL", "INFO"),
@@ -62,7 +67,7 @@ def serve(app: FastAPI, *, port: int | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         app,
-        host="127.0.0.1",
+        host=listen_host(),
         port=chosen,
         log_level=os.environ.get("PHEE_LOG_LEVEL", "info").lower(),
         access_log=False,

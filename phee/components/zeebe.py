@@ -137,7 +137,13 @@ class Zeebe(Component):
             if not self.exporter_jar.is_file():
                 raise StartError(f"Kafka exporter jar missing: {self.exporter_jar}; refetch zeebe")
             config["zeebe"]["broker"]["exporters"] = {
-                "kafka": _kafka_exporter(self.exporter_jar, str(bootstrap), engine, record_types)
+                "kafka": kafka_exporter(
+                    str(self.exporter_jar),
+                    str(bootstrap),
+                    client_id=f"zeebe-{engine}",
+                    topic=topic_for(engine),
+                    record_types=record_types,
+                )
             }
             extra.update(topic=topic_for(engine), kafka_bootstrap=str(bootstrap))
         config_path = home / "zeebe.yaml"
@@ -226,8 +232,18 @@ class Zeebe(Component):
         }
 
 
-def _kafka_exporter(jar: Path, bootstrap: str, engine: str, record_types: str) -> dict[str, Any]:
-    """Exporter block for the community zeebe-kafka-exporter (3.1.1).
+def kafka_exporter(
+    jar: str,
+    bootstrap: str,
+    *,
+    client_id: str,
+    topic: str,
+    record_types: str = ALL_RECORD_TYPES,
+    max_batch_size: int = 100,
+    flush_interval_ms: int = 200,
+) -> dict[str, Any]:
+    """Exporter block for the community zeebe-kafka-exporter (3.1.1); the operator's broker
+    configuration uses it too, so a local engine and a pod export the same way.
 
     `producer.config` is a Java properties string merged over the exporter's own producer
     defaults; `batch.size` must be there because the exporter's default is a java.lang.Long,
@@ -237,11 +253,11 @@ def _kafka_exporter(jar: Path, bootstrap: str, engine: str, record_types: str) -
         "className": KAFKA_EXPORTER_CLASS,
         "jarPath": str(jar),
         "args": {
-            "maxBatchSize": 100,
-            "flushIntervalMs": 200,
+            "maxBatchSize": max_batch_size,
+            "flushIntervalMs": flush_interval_ms,
             "producer": {
                 "servers": bootstrap,
-                "clientId": f"zeebe-{engine}",
+                "clientId": client_id,
                 "requestTimeoutMs": 5000,
                 "closeTimeoutMs": 5000,
                 "maxBlockingTimeoutMs": 5000,
@@ -249,7 +265,7 @@ def _kafka_exporter(jar: Path, bootstrap: str, engine: str, record_types: str) -
                 # until it times out: 10 s rather than the 60 s default.
                 "config": "batch.size=131072\nlinger.ms=5\ntransaction.timeout.ms=10000\n",
             },
-            "records": {"defaults": {"type": record_types, "topic": topic_for(engine)}},
+            "records": {"defaults": {"type": record_types, "topic": topic}},
         },
     }
 

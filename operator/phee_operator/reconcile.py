@@ -1,0 +1,247 @@
+"""Reconciliation: read what is there, apply what should be, write status from what is there.
+
+Every entry point is idempotent and starts from fresh reads, so it is safe to call from a create
+handler, a timer, a child's event or after the operator restarted halfway through a previous
+run: children have fixed names and are written by server-side apply, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from phee_operator import engine_manifests as em
+from phee_operator import hub_manifests as hm
+from phee_operator import status as st
+from phee_operator.kube import SERVICE_MONITOR_CRD, Kube, Rejected
+from phee_operator.model import (
+    API_VERSION,
+    Engine,
+    Hub,
+    clash_of,
+    engine_of,
+    hub_of,
+    refusal_of,
+)
+
+log = logging.getLogger("phee_operator")
+
+#: (object, type Normal|Warning, reason, message): posts a Kubernetes Event about `object`
+EventSink = Callable[[dict[str, Any], str, str, str], None]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _deleting(body: dict[str, Any]) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    phase: str
+    applied: int
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, events: EventSink | None = None) -> None:
+        self.kube = kube
+        self.events = events or (lambda *_: None)
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    def _lock(self, kind: str, ns: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((kind, ns, name), asyncio.Lock())
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def _engine_bodies(self, ns: str, hub: str) -> list[dict[str, Any]]:
+        bodies = await self.kube.list(API_VERSION, "PaymentEngine", ns)
+        return [b for b in bodies if (b.get("spec") or {}).get("hubRef") == hub]
+
+    async def _hub(self, ns: str, name: str) -> Hub | None:
+        body = await self.kube.get(API_VERSION, "PaymentHub", name, ns)
+        if body is None or _deleting(body):
+            return None
+        return hub_of(body)
+
+    @staticmethod
+    def _parse_all(bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Engine]]:
+        out = []
+        for body in bodies:
+            try:
+                out.append((body, engine_of(body)))
+            except pydantic.ValidationError:
+                continue  # refused on its own reconcile; it cannot take part in the hub
+        return out
+
+    # -- engines -------------------------------------------------------------------------------
+    async def engine(self, ns: str, name: str, *, apply: bool, announce: bool = False) -> str:
+        """Reconcile one engine; returns its phase ("" when it is gone).
+
+        `apply`: write the children (spec changes, resync, a deleted child); without it only the
+        status is refreshed from the children. `announce`: post an event for the apply.
+        """
+        async with self._lock("engine", ns, name):
+            body = await self.kube.get(API_VERSION, "PaymentEngine", name, ns)
+            if body is None or _deleting(body):
+                return ""
+            outcome = await self._apply_engine(body, announce) if apply else None
+            phase = await self._engine_status(body, outcome)
+        hub_name = (body.get("spec") or {}).get("hubRef")
+        if hub_name:
+            await self.hub(ns, str(hub_name), apply_all=False)
+        return phase
+
+    async def _apply_engine(self, body: dict[str, Any], announce: bool) -> st.Outcome:
+        gen = int(body["metadata"].get("generation") or 0)
+        try:
+            engine = engine_of(body)
+        except pydantic.ValidationError as err:
+            msg = f"spec is invalid: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}"
+            self.events(body, "Warning", "InvalidSpec", msg)
+            return st.Outcome(False, "InvalidSpec", msg, gen)
+        hub = await self._hub(engine.meta.namespace, engine.spec.hub_ref)
+        siblings = [
+            e
+            for _, e in self._parse_all(
+                await self._engine_bodies(engine.meta.namespace, engine.spec.hub_ref)
+            )
+        ]
+        refusal = refusal_of(engine, hub, siblings)
+        if refusal is not None or hub is None:
+            reason = "HubNotFound" if hub is None else "Conflict"
+            message = refusal or "no hub"
+            self.events(body, "Warning", reason, message)
+            return st.Outcome(False, reason, message, gen)
+        monitors = await self.kube.has_crd(SERVICE_MONITOR_CRD)
+        children = em.engine_children(engine, hub, service_monitors=monitors)
+        try:
+            for child in children:
+                await self.kube.apply(child)
+        except Rejected as err:
+            self.events(body, "Warning", "ApplyFailed", str(err))
+            return st.Outcome(False, "ApplyFailed", str(err), gen)
+        message = f"{len(children)} children applied for generation {gen}"
+        if announce:
+            self.events(body, "Normal", "Applied", message)
+        return st.Outcome(True, "Applied", message, gen)
+
+    async def _engine_status(self, body: dict[str, Any], outcome: st.Outcome | None) -> str:
+        md, spec = body["metadata"], body.get("spec") or {}
+        ns, name = md["namespace"], md["name"]
+        zeebe, workers = spec.get("zeebe") or {}, spec.get("workers") or {}
+        desired_brokers = int(zeebe.get("clusterSize", 3))
+        desired_workers = int(workers.get("replicas", 2))
+        sts = await self.kube.get("apps/v1", "StatefulSet", f"{name}-zeebe", ns)
+        dep = await self.kube.get("apps/v1", "Deployment", f"{name}-workers", ns)
+        pods: list[dict[str, Any]] = []
+        if sts is not None:
+            match = ((sts.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            pods = await self.kube.list("v1", "Pod", ns, match)
+        previous = body.get("status") or {}
+        obs = st.EngineObservation(
+            generation=int(md.get("generation") or 0),
+            desired_brokers=desired_brokers,
+            desired_workers=desired_workers,
+            brokers=st.workload_of(sts, desired_brokers),
+            workers=st.workload_of(dep, desired_workers),
+            broker_pods=[st.pod_view(p) for p in pods],
+            previous=previous,
+        )
+        topic = ((zeebe.get("exporter") or {}).get("topic")) or f"zeebe-{name}"
+        gateway = f"{name}-zeebe-gateway.{ns}.svc:{em.GATEWAY_PORT}"
+        new = st.engine_status(obs, outcome, _now(), topic=topic, gateway=gateway)
+        if new != previous:
+            await self.kube.patch_status("PaymentEngine", name, ns, new)
+        if previous.get("phase") != new["phase"] and new["phase"] in ("Ready", "Degraded"):
+            kind = "Normal" if new["phase"] == "Ready" else "Warning"
+            self.events(body, kind, new["phase"], _ready_message(new))
+        return str(new["phase"])
+
+    async def engine_deleted(self, ns: str, name: str, hub: str | None) -> None:
+        """An engine is going: take it out of the registry first, so that the router stops
+        sending it work before its pods go (the garbage collector removes the children)."""
+        if hub:
+            await self.hub(ns, hub, apply_all=False, leaving=name)
+
+    # -- hubs ----------------------------------------------------------------------------------
+    async def hub(self, ns: str, name: str, *, apply_all: bool, leaving: str | None = None) -> str:
+        """Write the hub's registry (always) and, with `apply_all`, every other hub child; then
+        its status. `leaving`: an engine being deleted, already left out of the registry."""
+        async with self._lock("hub", ns, name):
+            body = await self.kube.get(API_VERSION, "PaymentHub", name, ns)
+            if body is None or _deleting(body):
+                return ""
+            hub = hub_of(body)
+            members = registry_members(
+                [
+                    (b, e)
+                    for b, e in self._parse_all(await self._engine_bodies(ns, name))
+                    if e.meta.name != leaving and not _deleting(b)
+                ]
+            )
+            registry = hm.registry_config_map(hub, members)
+            children = hm.hub_children(hub, members) if apply_all else [registry]
+            for child in children:
+                await self.kube.apply(child)
+            return await self._hub_status(body, hub, members)
+
+    async def _hub_status(
+        self, body: dict[str, Any], hub: Hub, members: list[hm.EngineView]
+    ) -> str:
+        ns, name = hub.meta.namespace, hub.meta.name
+        router = await self.kube.get("apps/v1", "Deployment", f"{name}-router", ns)
+        parts = []
+        b = hub.spec.back_office
+        for suffix, desired in (
+            ("backoffice-importer", b.importer_replicas),
+            ("backoffice-api", b.api_replicas),
+        ):
+            dep = await self.kube.get("apps/v1", "Deployment", f"{name}-{suffix}", ns)
+            parts.append((suffix, st.workload_of(dep, desired), desired))
+        accepting = [v.engine.meta.name for v in members if hm.engine_state(v).value == "accepting"]
+        previous = body.get("status") or {}
+        new = st.hub_status(
+            hub.meta.generation,
+            previous,
+            st.workload_of(router, hub.spec.router.replicas),
+            hub.spec.router.replicas,
+            parts,
+            len(members),
+            accepting,
+            _now(),
+        )
+        if new != previous:
+            await self.kube.patch_status("PaymentHub", name, ns, new)
+        if previous.get("engines") != new["engines"]:
+            self.events(
+                body, "Normal", "RegistryUpdated", f"{new['engines']} engines accept new payments"
+            )
+        return str(new["phase"])
+
+    async def hub_engines(self, ns: str, name: str) -> list[str]:
+        """Engines naming this hub (to re-reconcile them after the hub changed)."""
+        return [b["metadata"]["name"] for b in await self._engine_bodies(ns, name)]
+
+
+def registry_members(engines: list[tuple[dict[str, Any], Engine]]) -> list[hm.EngineView]:
+    """Engines that belong in the registry: not refused (a slot clash keeps the older engine)."""
+    parsed = [e for _, e in engines]
+    out = []
+    for body, engine in engines:
+        if clash_of(engine, parsed) is None:
+            out.append(hm.EngineView(engine, st.is_ready(body.get("status"))))
+    return out
+
+
+def _ready_message(status: dict[str, Any]) -> str:
+    return (
+        f"{status['ready']} brokers, {status['readyWorkers']} workers ready, "
+        f"version {status['version'] or 'unknown'}"
+    )
