@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
-
-from phee import contract
 from phee_operator import engine_manifests as em
 from phee_operator import hub_manifests as hm
 from phee_operator.common import ANNOTATION_CONFIG_HASH, key_of
 from phee_operator.model import Engine, EngineSpec, Hub, HubSpec, engine_of, hub_of, refusal_of
+
+from phee import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*.yaml")}
@@ -24,8 +24,10 @@ def _example(kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d and d["kind"] == kind]
 
 
-def _with_meta(doc: dict[str, Any], uid: str, created: str = "2026-11-21T10:00:00Z") -> dict:
-    out = json.loads(json.dumps(doc))
+def _with_meta(
+    doc: dict[str, Any], uid: str, created: str = "2026-11-21T10:00:00Z"
+) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     out["metadata"].update(namespace="payments", uid=uid, generation=1, creationTimestamp=created)
     return out
 
@@ -73,7 +75,9 @@ def _dig(model: Any, dotted: str) -> Any:
         ),
     ],
 )
-def test_model_defaults_are_the_crd_defaults(crd: str, model: Any, required: dict) -> None:
+def test_model_defaults_are_the_crd_defaults(
+    crd: str, model: Any, required: dict[str, Any]
+) -> None:
     schema = CRDS[crd]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     defaults = _defaults(schema)
     parsed = model.model_validate(required)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from phee_operator import status as st
 
 T0, T1 = "2026-11-21T10:00:00Z", "2026-11-21T10:05:00Z"
@@ -11,7 +13,7 @@ def _obs(
     brokers_ready: int,
     workers_ready: int,
     *,
-    previous: dict | None = None,
+    previous: dict[str, Any] | None = None,
     pods: list[st.PodView] | None = None,
     exists: bool = True,
 ) -> st.EngineObservation:
@@ -29,7 +31,7 @@ def _obs(
 APPLIED = st.Outcome(True, "Applied", "9 children applied", 2)
 
 
-def _cond(status: dict, ctype: str) -> dict:
+def _cond(status: dict[str, Any], ctype: str) -> dict[str, Any]:
     return next(c for c in status["conditions"] if c["type"] == ctype)
 
 
@@ -79,7 +81,7 @@ def test_pods_on_an_old_revision_are_reported_as_restart_pending() -> None:
     assert out["restartPending"] == ["e-zeebe-0"]
     assert _cond(out, "UpToDate")["status"] == "False"
     assert out["version"] == "8.5.8"
-    mixed = pods + [st.PodView("e-zeebe-2", "rev-2", "camunda/zeebe:8.6.0")]
+    mixed = [*pods, st.PodView("e-zeebe-2", "rev-2", "camunda/zeebe:8.6.0")]
     assert (
         st.engine_status(_obs(3, 2, pods=mixed), APPLIED, T0, topic="t", gateway="g")["version"]
         == ""
