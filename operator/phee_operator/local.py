@@ -54,7 +54,12 @@ def service_account_kubeconfig(kubectl: str, admin_kubeconfig: Path, dest: Path)
 
     def run(*args: str) -> str:
         proc = subprocess.run(
-            [kubectl, f"--kubeconfig={admin_kubeconfig}", *args],
+            [
+                kubectl,
+                f"--kubeconfig={admin_kubeconfig}",
+                f"--cache-dir={dest.parent / 'kubectl-cache'}",
+                *args,
+            ],
             capture_output=True,
             text=True,
             timeout=120,

@@ -49,6 +49,12 @@ def _ttk() -> Component:
     return TestingToolkit()
 
 
+def _kube() -> Component:
+    from phee.components.kube import Kube
+
+    return Kube()
+
+
 _FACTORIES: dict[str, Callable[[], Component]] = {
     "kafka": _kafka,
     "zeebe": _zeebe,
@@ -57,6 +63,7 @@ _FACTORIES: dict[str, Callable[[], Component]] = {
     "mariadb": _mariadb,
     "prometheus": _prometheus,
     "ttk": _ttk,
+    "kube": _kube,
 }
 
 

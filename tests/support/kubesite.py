@@ -25,6 +25,8 @@ class Kubectl:
     def __init__(self, binary: str, kubeconfig: str) -> None:
         self.binary = binary
         self.kubeconfig = kubeconfig
+        # kubectl caches discovery under ~/.kube unless told otherwise
+        self.cache_dir = Path(kubeconfig).parent / "kubectl-cache"
 
     @classmethod
     def of(cls, kube: Running) -> Kubectl:
@@ -34,7 +36,12 @@ class Kubectl:
         self, *args: str, input: str | None = None, check: bool = True, timeout_s: float = 60
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            [
+                self.binary,
+                f"--kubeconfig={self.kubeconfig}",
+                f"--cache-dir={self.cache_dir}",
+                *args,
+            ],
             input=input,
             capture_output=True,
             text=True,
