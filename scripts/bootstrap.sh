@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 UV_VERSION="0.13.8"
 
 missing=()
-for tool in python3 mvn npm node apt-get dpkg-deb unshare ldd; do
+for tool in python3 mvn npm node go apt-get dpkg-deb unshare ldd; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
