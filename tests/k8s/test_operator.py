@@ -27,6 +27,8 @@ from phee_operator.model import engine_of, hub_of
 from phee import contract
 from phee.components import Running
 from phee.components.base import stop_pid
+from phee.components.kubebuild import ServiceMonitorCrd
+from phee.components.registry import get_fetchable
 from tests.conftest import STARTED
 from tests.support.kubesite import (
     Kubectl,
@@ -560,7 +562,8 @@ def test_operator_restart_mid_reconcile_converges_without_duplicates(
     (leader,) = [r for r in operators.running if r.extra["identity"] == "operator-a"]
     operators.kill(leader)
     at_kill = written()
-    total = len(names) * len(_desired(kc, "engine-a"))
+    per_engine = [d for d in _desired(kc, "engine-a") if d["kind"] != "ServiceMonitor"]
+    total = len(names) * len(per_engine)
     print(f"\nkilled the operator with {at_kill} of {total} children written")
     assert 0 < at_kill < total
     operators.start("operator-b")
@@ -630,6 +633,51 @@ def test_standby_takes_over_when_the_leader_dies(
     assert took < 6 + 2 * 2 + 2
 
 
+def test_service_monitors_appear_once_their_crd_exists(site: dict[str, float], kc: Kubectl) -> None:
+    name = "servicemonitors.monitoring.coreos.com"
+    assert kc.run("get", "crd", name, check=False).returncode != 0
+    assert "ServiceMonitor" not in {d["kind"] for d in _desired(kc, "engine-a")}
+    crd = get_fetchable("servicemonitor-crd")
+    crd.fetch()
+    assert isinstance(crd, ServiceMonitorCrd)
+    kc.run("apply", "--server-side", "-f", str(crd.path))
+    kc.run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+    # a spec change reconciles at once (the resync timer would within 20 s)
+    kc.run(
+        "patch",
+        "paymentengine",
+        "engine-a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"workers": {"replicas": 2}}}),
+    )
+    monitor = poll(
+        lambda: kc.get("servicemonitor", "engine-a", NS),
+        what="engine-a's ServiceMonitor",
+        deadline_s=30,
+    )
+    (want,) = [d for d in _desired(kc, "engine-a") if d["kind"] == "ServiceMonitor"]
+    assert not _subset(want, monitor)
+    assert monitor["metadata"]["ownerReferences"][0]["name"] == "engine-a"
+    ports = [e["port"] for e in monitor["spec"]["endpoints"]]
+    assert ports == ["monitoring", "http"]
+    out = kc.apply(
+        [want],
+        NS,
+        "--dry-run=server",
+        "--server-side",
+        "--field-manager=phee-operator",
+        "--force-conflicts",
+    )
+    assert "(server dry run)" in out
+    print(
+        f"\nServiceMonitor engine-a created against prometheus-operator "
+        f"{crd.version}'s CRD, endpoints {ports}"
+    )
+
+
 def test_deleting_an_engine_removes_its_children_and_its_registry_entry(
     site: dict[str, float], kc: Kubectl
 ) -> None:
@@ -647,10 +695,66 @@ def test_deleting_an_engine_removes_its_children_and_its_registry_entry(
     assert [e.name for e in _registry(kc).engines] == ["engine-a"]
     assert (kc.get("paymenthub", "acme", NS) or {})["status"]["engines"] == "1/1"
     # broker data outlives an accidental delete (persistentVolumeClaimRetentionPolicy: Retain)
+    assert kc.get("servicemonitor", "engine-b", NS) is None
     claims = kc.items("pvc", NS, "phee.io/engine=engine-b")
     assert len(claims) == 3
     assert _children(kc, "engine-a")["statefulset"] == ["engine-a-zeebe"]
     print(
         f"\nengine-b deleted: 0 children, 0 pods, registry ['engine-a'], "
         f"{len(claims)} claims retained"
+    )
+
+
+def test_deleting_the_hub_removes_its_parts_and_leaves_running_engines_alone(
+    site: dict[str, float], kc: Kubectl
+) -> None:
+    kc.run("delete", "paymenthub", "acme", "-n", NS, "--wait=true", timeout_s=90)
+    hub_parts = "app.kubernetes.io/managed-by=phee-operator,!phee.io/engine,phee.io/hub=acme"
+
+    def remaining() -> list[str]:
+        return kc.run(
+            "get",
+            "configmap,service,deployment,poddisruptionbudget",
+            "-n",
+            NS,
+            "-l",
+            hub_parts,
+            "-o",
+            "name",
+        ).stdout.split()
+
+    poll(
+        lambda: remaining() == [],
+        what="the hub's router, back office and registry gone",
+        deadline_s=60,
+    )
+    # An engine whose hub is gone is refused from now on, but what runs is not torn down: a
+    # deleted hub must not take payments in flight with it.
+    kc.run(
+        "patch",
+        "paymentengine",
+        "engine-a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"workers": {"replicas": 1}}}),
+    )
+    body = poll(
+        lambda: (
+            (b := kc.get("paymentengine", "engine-a", NS))
+            and (b.get("status") or {}).get("phase") == "Invalid"
+            and b
+        ),
+        what="engine-a refused without its hub",
+        deadline_s=30,
+    )
+    reason = (condition(body, "Reconciled") or {}).get("reason")
+    assert reason == "HubNotFound"
+    assert _children(kc, "engine-a")["statefulset"] == ["engine-a-zeebe"]
+    workers = kc.get("deployment", "engine-a-workers", NS) or {}
+    assert workers["spec"]["replicas"] == 2  # the refused change was not applied
+    print(
+        f"\nhub deleted: 0 hub parts left; engine-a {body['status']['phase']} ({reason}), "
+        "its brokers and workers untouched"
     )
