@@ -116,3 +116,37 @@ def http_probe(path: str, port: str, period: int = 5, failures: int = 3) -> dict
 def key_of(manifest: Manifest) -> tuple[str, str, str]:
     """(apiVersion, kind, name): how children are compared between desired and actual."""
     return (manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+
+
+def deployment(
+    name: str,
+    owner_kind: str,
+    owner: Meta,
+    labels_: dict[str, str],
+    replicas: int,
+    containers: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+) -> Manifest:
+    """A Deployment that never drops below its replica count while rolling (surge one first);
+    its pods get 30 s after SIGTERM to finish what they hold."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, owner_kind, owner, labels_),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(labels_)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels_},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": containers,
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

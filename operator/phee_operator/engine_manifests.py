@@ -18,6 +18,7 @@ from phee_operator.common import (
     LABEL_HUB,
     Manifest,
     content_hash,
+    deployment,
     http_probe,
     labels,
     metadata,
@@ -355,28 +356,10 @@ def workers_deployment(engine: Engine, hub: Hub) -> Manifest:
         "securityContext": restricted_security(),
         "volumeMounts": mounts,
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(workers_name(engine), KIND, engine.meta, lbl),
-        "spec": {
-            "replicas": w.replicas,
-            "selector": {"matchLabels": selector(lbl)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {"labels": lbl},
-                "spec": {
-                    # SIGTERM: finish in-flight jobs and requests first (engine_workers.__main__)
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
+    # SIGTERM: the workers finish in-flight jobs and requests first (engine_workers.__main__)
+    return deployment(
+        workers_name(engine), KIND, engine.meta, lbl, w.replicas, [container], volumes
+    )
 
 
 def router_url(hub: Hub) -> str:

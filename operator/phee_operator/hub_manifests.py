@@ -14,6 +14,7 @@ from typing import Any
 from phee import contract
 from phee_operator.common import (
     Manifest,
+    deployment,
     http_probe,
     labels,
     metadata,
@@ -102,27 +103,7 @@ def _deployment(
         "securityContext": restricted_security(),
         **container,
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(name, KIND, hub.meta, lbl),
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector(lbl)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {"labels": lbl},
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
+    return deployment(name, KIND, hub.meta, lbl, replicas, [container], volumes)
 
 
 def _registry_volume(hub: Hub) -> dict[str, Any]:

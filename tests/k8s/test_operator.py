@@ -121,6 +121,10 @@ def site(operators: Operators, kc: Kubectl) -> dict[str, float]:
     return took
 
 
+def _patch_engine(kc: Kubectl, name: str, patch: dict[str, Any]) -> None:
+    kc.run("patch", "paymentengine", name, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+
+
 def _ready_check(kc: Kubectl, name: str) -> Callable[[], bool]:
     return lambda: is_ready(kc.get("paymentengine", name, NS))
 
@@ -235,7 +239,7 @@ def test_spec_change_is_applied_and_brokers_wait_for_the_operator(
             "zeebe": {"partitions": 6, "resources": {"requests": {"cpu": "2"}}},
         }
     }
-    kc.run("patch", "paymentengine", "engine-a", "-n", NS, "--type=merge", "-p", json.dumps(patch))
+    _patch_engine(kc, "engine-a", patch)
 
     def applied() -> dict[str, Any] | None:
         body = kc.get("paymentengine", "engine-a", NS)
@@ -611,16 +615,7 @@ def test_standby_takes_over_when_the_leader_dies(
         deadline_s=30,
     )
     took = time.monotonic() - killed
-    kc.run(
-        "patch",
-        "paymentengine",
-        "engine-b",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"workers": {"replicas": 1}}}),
-    )
+    _patch_engine(kc, "engine-b", {"spec": {"workers": {"replicas": 1}}})
     poll(
         lambda: (
             (kc.get("deployment", "engine-b-workers", NS) or {}).get("spec", {}).get("replicas")
@@ -643,16 +638,7 @@ def test_service_monitors_appear_once_their_crd_exists(site: dict[str, float], k
     kc.run("apply", "--server-side", "-f", str(crd.path))
     kc.run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
     # a spec change reconciles at once (the resync timer would within 20 s)
-    kc.run(
-        "patch",
-        "paymentengine",
-        "engine-a",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"workers": {"replicas": 2}}}),
-    )
+    _patch_engine(kc, "engine-a", {"spec": {"workers": {"replicas": 2}}})
     monitor = poll(
         lambda: kc.get("servicemonitor", "engine-a", NS),
         what="engine-a's ServiceMonitor",
@@ -730,16 +716,7 @@ def test_deleting_the_hub_removes_its_parts_and_leaves_running_engines_alone(
     )
     # An engine whose hub is gone is refused from now on, but what runs is not torn down: a
     # deleted hub must not take payments in flight with it.
-    kc.run(
-        "patch",
-        "paymentengine",
-        "engine-a",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"workers": {"replicas": 1}}}),
-    )
+    _patch_engine(kc, "engine-a", {"spec": {"workers": {"replicas": 1}}})
     body = poll(
         lambda: (
             (b := kc.get("paymentengine", "engine-a", NS))
