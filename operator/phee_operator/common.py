@@ -22,17 +22,6 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 #: configuration change is a template change (a new StatefulSet revision the operator rolls)
 ANNOTATION_CONFIG_HASH = "phee.io/config-hash"
 
-#: the kinds the operator creates, in the order it applies them (configuration before users)
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("apps/v1", "StatefulSet"),
-    ("apps/v1", "Deployment"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-)
-
 
 def labels(*, hub: str, component: str, name: str, engine: str | None = None) -> dict[str, str]:
     out = {
@@ -83,10 +72,6 @@ def content_hash(value: Any) -> str:
     """A short stable hash of JSON-able data (key order does not matter)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def resources(value: dict[str, Any]) -> dict[str, Any]:
-    return value or {}
 
 
 def secret_volume(name: str, secret: str) -> dict[str, Any]:

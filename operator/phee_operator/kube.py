@@ -17,7 +17,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Service
+from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
@@ -35,7 +35,6 @@ _RESOURCES: dict[tuple[str, str], Any] = {
     ("v1", "ConfigMap"): ConfigMap,
     ("v1", "Service"): Service,
     ("v1", "Pod"): Pod,
-    ("v1", "Event"): Event,
     ("apps/v1", "StatefulSet"): StatefulSet,
     ("apps/v1", "Deployment"): Deployment,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,

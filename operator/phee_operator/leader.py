@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
 
 import httpx2
 from lightkube import ApiError, AsyncClient
@@ -144,8 +143,3 @@ class LeaderElector:
                 await self.client.replace(lease)
         except (ApiError, httpx2.HTTPError) as err:
             log.warning("could not release the lease: %s", err)
-
-
-def holder(lease: Any) -> str | None:
-    spec = getattr(lease, "spec", None)
-    return getattr(spec, "holderIdentity", None)

@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -42,12 +41,6 @@ def _now() -> str:
 
 def _deleting(body: dict[str, Any]) -> bool:
     return bool((body.get("metadata") or {}).get("deletionTimestamp"))
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    phase: str
-    applied: int
 
 
 class Reconciler:
@@ -92,9 +85,11 @@ class Reconciler:
             if body is None or _deleting(body):
                 return ""
             outcome = await self._apply_engine(body, announce) if apply else None
-            phase = await self._engine_status(body, outcome)
+            phase, ready_changed = await self._engine_status(body, outcome)
         hub_name = (body.get("spec") or {}).get("hubRef")
-        if hub_name:
+        # The registry depends on the spec (written on apply) and on readiness; a status refresh
+        # that changed neither leaves the hub alone (children's events are the hot path).
+        if hub_name and (apply or ready_changed):
             await self.hub(ns, str(hub_name), apply_all=False)
         return phase
 
@@ -132,7 +127,10 @@ class Reconciler:
             self.events(body, "Normal", "Applied", message)
         return st.Outcome(True, "Applied", message, gen)
 
-    async def _engine_status(self, body: dict[str, Any], outcome: st.Outcome | None) -> str:
+    async def _engine_status(
+        self, body: dict[str, Any], outcome: st.Outcome | None
+    ) -> tuple[str, bool]:
+        """Write the status; returns the phase and whether readiness changed."""
         md, spec = body["metadata"], body.get("spec") or {}
         ns, name = md["namespace"], md["name"]
         zeebe, workers = spec.get("zeebe") or {}, spec.get("workers") or {}
@@ -162,7 +160,7 @@ class Reconciler:
         if previous.get("phase") != new["phase"] and new["phase"] in ("Ready", "Degraded"):
             kind = "Normal" if new["phase"] == "Ready" else "Warning"
             self.events(body, kind, new["phase"], _ready_message(new))
-        return str(new["phase"])
+        return str(new["phase"]), st.is_ready(previous) != st.is_ready(new)
 
     async def engine_deleted(self, ns: str, name: str, hub: str | None) -> None:
         """An engine is going: take it out of the registry first, so that the router stops
