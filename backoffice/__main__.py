@@ -21,13 +21,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     from backoffice.settings import BackofficeSettings
+    from phee.service import load_settings
 
-    settings = BackofficeSettings()
+    settings = load_settings(BackofficeSettings, f"back office {args.command}")
     if args.command == "importer":
         from backoffice.service import create_app
-        from phee.services import serve
+        from phee.service import serve
 
-        serve(create_app(settings))
+        serve(create_app(settings), settings.service)
     elif args.command == "api":
         from backoffice import api
 

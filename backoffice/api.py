@@ -47,7 +47,7 @@ from backoffice.auth import (
 from backoffice.db import Database, DatabaseError, check_tenant
 from backoffice.settings import BackofficeSettings
 from phee.fspiop.errors import FspiopError
-from phee.services import instrument, serve
+from phee.service import configure_logging, instrument, load_settings, serve
 
 log = logging.getLogger("backoffice.api")
 
@@ -682,15 +682,16 @@ def _database_ready(db: Database) -> bool:
 
 def main() -> None:
     """Migrate the control schema, provision every configured tenant, serve the API."""
-    settings = BackofficeSettings()
+    settings = load_settings(BackofficeSettings, "back-office operations API")
+    configure_logging(settings.service)
     db = Database(settings.database_url)
     db.migrate_control()
     for tenant in settings.tenants:
         db.provision(tenant)
     if not settings.jwks_url:
         log.warning("PHEE_BACKOFFICE_JWKS_URL is not set: only API keys are accepted")
-    recorder = audit.operator_recorder(db, settings.audit_key.get_secret_value().encode())
-    serve(create_app(settings, db, on_operator_action=recorder))
+    recorder = audit.operator_recorder(db, settings.secret("audit_key").encode())
+    serve(create_app(settings, db, on_operator_action=recorder), settings.service)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from backoffice.audit_chain import (
 )
 from backoffice.db import Database
 from backoffice.schema import audit_head, audit_log
-from phee.sqlstore import insert_or_ignore
+from phee.sql import insert_or_ignore
 
 __all__ = [
     "AuditEntry",

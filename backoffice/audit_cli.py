@@ -19,8 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from backoffice.audit import check
 from backoffice.db import Database, DatabaseError
 from backoffice.settings import BackofficeSettings
-
-_DEFAULT_KEY = BackofficeSettings.model_fields["audit_key"].get_default().get_secret_value()
+from phee.service.settings import settings_problems
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,11 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = BackofficeSettings()
     except ValidationError as err:
-        return _fail(f"the back office settings are not valid: {err}")
+        why = "; ".join(settings_problems(BackofficeSettings, err))
+        return _fail(f"the back office settings are not valid: {why}")
     url: str = args.database_url or settings.database_url
-    key = settings.audit_key.get_secret_value()
-    if key == _DEFAULT_KEY:
-        print("warning: PHEE_BACKOFFICE_AUDIT_KEY is unset; using the default key", file=sys.stderr)
+    key = settings.secret("audit_key")
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():

@@ -31,7 +31,7 @@ from backoffice import audit, mapping, schema
 from backoffice.db import Database, now
 from backoffice.records import BadRecord, ZeebeRecord, decode
 from backoffice.search import Search
-from phee.sqlstore import insert_or_ignore
+from phee.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ class Importer:
             else None
         )
         self.applier = Applier(
-            self.db, self.search, settings.tenants, settings.audit_key.get_secret_value().encode()
+            self.db, self.search, settings.tenants, settings.secret("audit_key").encode()
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None

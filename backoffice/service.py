@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
-from phee.services import instrument
+from phee.service import instrument
 
 log = logging.getLogger(__name__)
 

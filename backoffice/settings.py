@@ -6,14 +6,18 @@ the tests agree on names.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from backoffice.db import check_tenant
+from phee.service import ComponentSettings
 
 
-class BackofficeSettings(BaseSettings):
+class BackofficeSettings(ComponentSettings):
     model_config = SettingsConfigDict(env_prefix="PHEE_BACKOFFICE_", extra="ignore")
+    dev_secrets: ClassVar[dict[str, str]] = {"audit_key": "phee-dev-audit-key"}
 
     #: SQLAlchemy URL: sqlite:///file.db (default), mysql+pymysql://..., postgresql+psycopg://...
     database_url: str = "sqlite:///phee-backoffice.db"
@@ -47,7 +51,8 @@ class BackofficeSettings(BaseSettings):
 
     # -- audit --------------------------------------------------------------------------------
     #: HMAC key of the audit chain; whoever edits the database without it cannot re-seal it
-    audit_key: SecretStr = SecretStr("change-me-audit-key")
+    #: (a secret: no default)
+    audit_key: SecretStr | None = None
 
     # -- operations API -----------------------------------------------------------------------
     #: where the identity provider publishes its signing keys (JWKS)

@@ -65,10 +65,10 @@ from backoffice import schema
 from backoffice.db import Database
 from backoffice.importer import RECORDS, Importer, Prepared
 from backoffice.settings import BackofficeSettings
-from phee import site as site_mod
-from phee import stack as stack_mod
-from phee.components import Running, get
-from phee.components.zeebe import topic_for
+from harness import site as site_mod
+from harness import stack as stack_mod
+from harness.components import Running, get
+from phee.zeebe_export import topic_for
 
 ENGINES = ["engine-a", "engine-b"]
 BATCH = 5000

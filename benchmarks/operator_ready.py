@@ -12,10 +12,10 @@ needs its StatefulSet and Deployment ready, so every child exists). Prints media
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightkube import Client, KubeConfig
-from phee_operator.kube import PaymentEngine
-from phee_operator.local import service_account_kubeconfig, start_operator
+from phee_operator.kube import Kube
+from phee_operator.model import API_VERSION
 
-from phee.components import get
-from phee.components.base import stop_pid
+from harness.components import get
+from harness.components.base import stop_pid
+from harness.kubectl import Kubectl
+from harness.local_operator import service_account_kubeconfig, start_operator
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "bench"
@@ -40,20 +41,6 @@ CHILD_KINDS = (
     "poddisruptionbudget",
     "networkpolicy",
 )
-
-
-def _kubectl(kubectl: str, kubeconfig: str, *args: str, input: str | None = None) -> str:
-    proc = subprocess.run(
-        [kubectl, f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def _engine(i: int, storage: str) -> dict[str, Any]:
@@ -76,10 +63,36 @@ def _engine(i: int, storage: str) -> dict[str, Any]:
     }
 
 
-def _ready(client: Client, name: str) -> bool:
-    body = client.get(PaymentEngine, name, namespace=NS)
+async def _ready(api: Kube, name: str) -> bool:
+    body = await api.get(API_VERSION, "PaymentEngine", name, NS) or {}
     conds = (body.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+async def _apply_each(kc: Kubectl, engines: int, storage: str, deadline_s: float) -> list[float]:
+    """Apply the engines one by one; seconds from each `kubectl apply` until it is Ready
+    (readiness read through the operator's own Kubernetes adapter)."""
+    api = Kube.from_kubeconfig(kc.kubeconfig)
+    times: list[float] = []
+    try:
+        for i in range(engines):
+            doc = yaml.safe_dump(_engine(i, storage))
+            name = f"engine-{i:02d}"
+            start = time.monotonic()
+            kc.apply(doc, NS)
+            while not await _ready(api, name):
+                if time.monotonic() - start > deadline_s:
+                    raise SystemExit(f"{name} not Ready within {deadline_s} s")
+                await asyncio.sleep(0.02)  # poll interval of a deadline loop
+            took = time.monotonic() - start
+            times.append(took)
+            kids = sum(len(kc.items(k, NS, f"phee.io/engine={name}")) for k in CHILD_KINDS)
+            print(f"{name}: Ready after {took:.3f} s, {kids} children")
+            if kids != 8:
+                raise SystemExit(f"{name}: expected 8 children, found {kids}")
+    finally:
+        await api.close()
+    return times
 
 
 def _pvs(count: int) -> str:
@@ -115,64 +128,28 @@ def main() -> int:
     run = kube.start(work)
     operator = None
     try:
-        kubectl, kubeconfig = str(run.extra["kubectl"]), run.endpoint("kubeconfig")
+        kc = Kubectl.of(run)
         print(f"control plane ready in {run.ready_s} s (Kubernetes {kube.version})")
-        _kubectl(kubectl, kubeconfig, "apply", "-f", str(ROOT / "crds"))
-        _kubectl(
-            kubectl,
-            kubeconfig,
+        kc.out("apply", "-f", str(ROOT / "crds"))
+        kc.out(
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
             "crd/paymenthubs.phee.io",
             "crd/paymentengines.phee.io",
         )
-        sa = service_account_kubeconfig(kubectl, Path(kubeconfig), work / "sa.kubeconfig")
-        _kubectl(kubectl, kubeconfig, "create", "namespace", NS)
+        sa = service_account_kubeconfig(kc, work / "sa.kubeconfig")
+        kc.out("create", "namespace", NS)
         if args.storage == "persistent":
-            _kubectl(kubectl, kubeconfig, "apply", "-f", "-", input=_pvs(3 * args.engines))
+            kc.apply(_pvs(3 * args.engines))
         operator = start_operator(work, sa, identity="bench-operator")
         site = [
             d
             for d in yaml.safe_load_all((ROOT / "crds/examples/site.yaml").read_text())
             if d and d["kind"] != "PaymentEngine"
         ]
-        _kubectl(kubectl, kubeconfig, "apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(site))
-        client = Client(config=KubeConfig.from_file(kubeconfig))
-        times: list[float] = []
-        for i in range(args.engines):
-            doc = yaml.safe_dump(_engine(i, args.storage))
-            name = f"engine-{i:02d}"
-            start = time.monotonic()
-            _kubectl(kubectl, kubeconfig, "apply", "-n", NS, "-f", "-", input=doc)
-            while not _ready(client, name):
-                if time.monotonic() - start > args.deadline:
-                    raise SystemExit(f"{name} not Ready within {args.deadline} s")
-                time.sleep(0.02)  # poll interval of a deadline loop
-            took = time.monotonic() - start
-            times.append(took)
-            kids = sum(
-                len(
-                    yaml.safe_load(
-                        _kubectl(
-                            kubectl,
-                            kubeconfig,
-                            "get",
-                            k,
-                            "-n",
-                            NS,
-                            "-l",
-                            f"phee.io/engine={name}",
-                            "-o",
-                            "yaml",
-                        )
-                    )["items"]
-                )
-                for k in CHILD_KINDS
-            )
-            print(f"{name}: Ready after {took:.3f} s, {kids} children")
-            if kids != 8:
-                raise SystemExit(f"{name}: expected 8 children, found {kids}")
+        kc.apply(site, NS)
+        times = asyncio.run(_apply_each(kc, args.engines, args.storage, args.deadline))
         times.sort()
         p95 = times[max(0, round(0.95 * len(times)) - 1)]
         print(

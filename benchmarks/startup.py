@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from phee.components import Running, get
+from harness.components import Running, get
 
 
 def _kafka_then_zeebe(workdir: Path) -> list[Running]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from callback_router.app import create_app
 from callback_router.settings import RouterSettings
-from phee.services import serve
+from phee.service import load_settings, serve
 
 
 def main() -> None:
-    settings = RouterSettings()  # type: ignore[call-arg]  # required fields come from the env
-    serve(create_app(settings))
+    settings = load_settings(RouterSettings, "callback router")
+    serve(create_app(settings), settings.service)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,9 @@ def _error(status: int, reason: str) -> JSONResponse:
 def admin_router(service: RouterService) -> APIRouter:
     """Routes under `/admin`, bound to one service."""
     router = APIRouter(prefix="/admin")
-    token = service.settings.admin_token
+    token = service.settings.secret("admin_token")
 
     def denied(request: Request) -> JSONResponse | None:
-        if token is None:
-            return None
         given = request.headers.get("authorization", "")
         if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return None

@@ -31,9 +31,11 @@ from callback_router.state import State
 from callback_router.switch_client import SwitchClient
 from callback_router.validation import Inbound, ilp_transaction_id, read_body, validate_request
 from phee import contract
+from phee.fspiop import headers as fh
 from phee.fspiop.errors import FspiopError
 from phee.fspiop.jws import PeerKeys
-from phee.services import instrument
+from phee.fspiop.schemas import schemas
+from phee.service import instrument
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for version in fh.SUPPORTED_VERSIONS:  # refuse to start without the schemas
+            schemas(version)
         if keys is None:
             log.warning(
                 "!!! FSPIOP SIGNATURES ARE NOT CHECKED: PHEE_ROUTER_JWS_KEYS_DIR is not set !!!"

@@ -6,17 +6,20 @@ One typed object so that the process, the tests and the operator's manifests agr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from phee import contract
+from phee.service import ComponentSettings
 
 
-class RouterSettings(BaseSettings):
+class RouterSettings(ComponentSettings):
     """Everything the router reads at start; engine states change later through the admin API."""
 
     model_config = SettingsConfigDict(env_prefix="PHEE_ROUTER_", extra="ignore")
+    dev_secrets: ClassVar[dict[str, str]] = {"admin_token": "phee-dev-router-admin-token"}
 
     #: our DFSP's fspId (FSPIOP-Source of the error callbacks the router sends itself)
     fsp_id: str = Field(min_length=1, max_length=32)
@@ -29,8 +32,8 @@ class RouterSettings(BaseSettings):
     jws_keys_dir: Path | None = None
     #: verify signatures on `PUT /parties/...` too (the Mojaloop SDK skips them by default)
     jws_put_parties: bool = False
-    #: when set, `/admin/*` calls need `Authorization: Bearer <token>`
-    admin_token: str | None = None
+    #: `/admin/*` calls need `Authorization: Bearer <token>` (a secret: no default)
+    admin_token: SecretStr | None = None
     #: SQLAlchemy URL of the durable outbox and routing tables
     database_url: str = "sqlite:///phee-router.db"
     #: time-to-live of every message published to Zeebe (buffering across engine restarts)

@@ -21,7 +21,7 @@ from sqlalchemy import update as sql_update
 
 from callback_router.db import METADATA, Database
 from callback_router.routing import PartyWait
-from phee.sqlstore import insert_or_ignore
+from phee.sql import insert_or_ignore
 
 party_waits = Table(
     "router_party_waits",

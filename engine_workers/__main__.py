@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import uvicorn
@@ -19,8 +18,7 @@ from engine_workers import bpmn, channel, failures, tasks_payee, tasks_payer
 from engine_workers.runtime import Runtime
 from engine_workers.settings import EngineSettings
 from phee import contract
-from phee.components.base import free_port
-from phee.services import listen_host
+from phee.service import configure_logging, load_settings, uvicorn_config
 
 log = logging.getLogger("engine_workers")
 
@@ -52,10 +50,7 @@ async def run(settings: EngineSettings) -> None:
         return int(created.process_instance_key)
 
     app = channel.create_app(rt, start_payer, ready=lambda: not working.done())
-    port = settings.channel_port or int(os.environ.get("PHEE_PORT") or 0) or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=listen_host(), port=port, log_level="warning", access_log=False)
-    )
+    server = uvicorn.Server(uvicorn_config(app, settings.service))
     try:
         await server.serve()  # returns after SIGTERM/SIGINT, in-flight requests finished
     finally:
@@ -66,13 +61,9 @@ async def run(settings: EngineSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PHEE_LOG_LEVEL", "INFO"),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
-    # One line per HTTP request costs more than the request on a busy engine.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(run(EngineSettings()))
+    settings = load_settings(EngineSettings, "engine workers")
+    configure_logging(settings.service)
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

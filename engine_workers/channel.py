@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine_workers.runtime import Runtime
 from phee.fspiop import ids
 from phee.fspiop.errors import FspiopError
-from phee.services import instrument
+from phee.service import instrument
 
 log = logging.getLogger("engine_workers.channel")
 

@@ -31,7 +31,11 @@ class Runtime:
             fspiop=FspiopClient(settings),
             ams=ReferenceAms(settings.ams_url, settings.http_timeout_s),
             store=PaymentStore(settings.store_url),
-            router=httpx.AsyncClient(base_url=settings.router_url, timeout=settings.http_timeout_s),
+            router=httpx.AsyncClient(
+                base_url=settings.router_url,
+                timeout=settings.http_timeout_s,
+                headers={"Authorization": f"Bearer {settings.secret('router_admin_token')}"},
+            ),
         )
 
     async def close(self) -> None:

@@ -134,7 +134,7 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         }
         if req.get("note"):
             transaction["note"] = req["note"]
-        packet = ilp.v1_response(transaction, s.ilp_secret)
+        packet = ilp.v1_response(transaction, s.secret("ilp_secret"))
         body: dict[str, Any] = {
             "transferAmount": transfer_amount,
             "expiration": expiration,
@@ -200,7 +200,7 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
     async def transfer_response(job: Job) -> dict[str, Any]:
         v = variables(job)
         body = {
-            "fulfilment": ilp.fulfilment_for_packet(v["ilpPacket"], s.ilp_secret),
+            "fulfilment": ilp.fulfilment_for_packet(v["ilpPacket"], s.secret("ilp_secret")),
             "completedTimestamp": now_iso(),
             "transferState": "COMMITTED",
         }

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from phee.components import Running, get
-from phee.components.base import pid_alive, stop_pid
+from harness.components import Running, get
+from harness.components.artifacts import ApiSnippets
+from harness.components.base import pid_alive, stop_pid
 
 #: every component started in this session (name, version, pid, seconds to ready)
 STARTED: list[Running] = []
@@ -41,6 +42,13 @@ def start_component(name: str, workdir: Path, **options: object) -> Running:
     run = comp.start(workdir, **options)
     STARTED.append(run)
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fspiop_schemas() -> None:
+    """Point FSPIOP validation at the pinned OpenAPI documents, as the harness does for a
+    service (in-process apps in the tests read the same setting)."""
+    os.environ.update(ApiSnippets().schemas_env())
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,13 @@ import os
 import signal
 import sys
 
-import httpx2
 import kopf
-import pydantic
-from lightkube import AsyncClient, KubeConfig
 from prometheus_client import start_http_server
 
-from phee.services import listen_host
+from phee.service import configure_logging, load_settings
 from phee_operator.handlers import register
-from phee_operator.leader import LeaderElector
+from phee_operator.kube import connect
+from phee_operator.kube.lease import LeaderElector
 from phee_operator.metrics import LEADER
 from phee_operator.settings import OperatorSettings
 
@@ -29,13 +27,10 @@ log = logging.getLogger("phee_operator")
 
 async def run(settings: OperatorSettings) -> int:
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=listen_host())
+        start_http_server(settings.metrics_port, addr=settings.service.host)
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it
-    config = (
-        KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
-    )
-    client = AsyncClient(config=config, timeout=httpx2.Timeout(10))
+    client = connect(settings.kubeconfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,16 +78,8 @@ async def run(settings: OperatorSettings) -> int:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PHEE_LOG_LEVEL", "INFO"),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        settings = OperatorSettings()
-    except pydantic.ValidationError as err:
-        print(f"phee-operator: bad settings: {err}", file=sys.stderr)
-        sys.exit(2)
+    settings = load_settings(OperatorSettings, "phee-operator")
+    configure_logging(settings.service)
     sys.exit(asyncio.run(run(settings)))
 
 

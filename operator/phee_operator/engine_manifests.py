@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from phee.components.zeebe import kafka_exporter
+from phee.zeebe_export import kafka_exporter
 from phee_operator.common import (
     ANNOTATION_CONFIG_HASH,
     LABEL_ENGINE,

@@ -7,12 +7,14 @@ import socket
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from phee.service import ComponentSettings
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-class OperatorSettings(BaseSettings):
+class OperatorSettings(ComponentSettings):
     model_config = SettingsConfigDict(env_prefix="PHEE_OPERATOR_", extra="ignore")
 
     #: kubeconfig file; unset = the pod's service account (in-cluster)

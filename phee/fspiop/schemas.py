@@ -1,9 +1,12 @@
 """Validation of FSPIOP bodies against Mojaloop's official OpenAPI documents.
 
-The documents come from `@mojaloop/api-snippets` (pinned, fetched into the cache, never
-committed). For a request we find the operation by method and path template, take its request
-body schema and validate with `jsonschema`. Failures become FSPIOP errors that name the field:
-3102 for a missing mandatory element, 3100 for anything else.
+The documents come from `@mojaloop/api-snippets` (pinned, never committed): its `docs/` folder,
+found through `PHEE_FSPIOP_SCHEMAS_DIR` (an image copies it in; the local harness fetches it into
+its cache and passes the path). Nothing here fetches anything.
+
+For a request we find the operation by method and path template, take its request body schema
+and validate with `jsonschema`. Failures become FSPIOP errors that name the field: 3102 for a
+missing mandatory element, 3100 for anything else.
 """
 
 from __future__ import annotations
@@ -13,17 +16,44 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Any
 
 import regex
 import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from phee.components.artifacts import ApiSnippets
 from phee.fspiop.errors import FspiopError
+
+SCHEMAS_DIR_ENV = "PHEE_FSPIOP_SCHEMAS_DIR"
+
+
+class SchemasNotFound(RuntimeError):
+    """The FSPIOP OpenAPI documents are not where the settings say."""
+
+
+class FspiopSchemaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PHEE_FSPIOP_", extra="ignore")
+
+    #: the `docs/` folder of `@mojaloop/api-snippets` (holds fspiop-rest-v*-openapi3-*.yaml)
+    schemas_dir: Path | None = None
+
+
+def openapi_path(docs_dir: Path | None, version: str) -> Path:
+    """The OpenAPI document of one FSPIOP version ("1.0", "1.1" or "2.0") in `docs_dir`."""
+    if docs_dir is None:
+        raise SchemasNotFound(
+            f"{SCHEMAS_DIR_ENV} is not set: point it at the docs/ folder of "
+            "@mojaloop/api-snippets (`phee components fetch api-snippets` fetches it)"
+        )
+    path = docs_dir / f"fspiop-rest-v{version}-openapi3-snippets.yaml"
+    if not path.is_file():
+        raise SchemasNotFound(f"{SCHEMAS_DIR_ENV}={docs_dir} holds no OpenAPI for FSPIOP {version}")
+    return path
 
 
 @lru_cache(maxsize=1024)
@@ -61,15 +91,14 @@ class _Operation:
 class FspiopSchemas:
     """The OpenAPI of one FSPIOP version, ready to validate request bodies."""
 
-    def __init__(self, version: str, snippets: ApiSnippets | None = None) -> None:
+    def __init__(self, version: str, docs_dir: Path | None) -> None:
         self.version = version
-        self._snippets = snippets or ApiSnippets()
+        self._path = openapi_path(docs_dir, version)
         self._base = f"urn:fspiop:{version}"
 
     @cached_property
     def _document(self) -> dict[str, Any]:
-        self._snippets.fetch()
-        with self._snippets.openapi(self.version).open() as handle:
+        with self._path.open() as handle:
             doc: dict[str, Any] = yaml.safe_load(handle)
         return doc
 
@@ -155,10 +184,11 @@ _BY_VERSION: dict[str, FspiopSchemas] = {}
 
 
 def schemas(version: str) -> FspiopSchemas:
-    """The shared validator of one version (loading a document takes a fraction of a second)."""
+    """The shared validator of one version, from `PHEE_FSPIOP_SCHEMAS_DIR` (loading a document
+    takes a fraction of a second); SchemasNotFound when the setting is missing or wrong."""
     with _LOCK:
         if version not in _BY_VERSION:
-            _BY_VERSION[version] = FspiopSchemas(version)
+            _BY_VERSION[version] = FspiopSchemas(version, FspiopSchemaSettings().schemas_dir)
         return _BY_VERSION[version]
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from phee import stack
-from phee.components import Running, get
-from phee.components.ttk import configure_user
-from phee.stack import PaymentStack
+from harness import stack
+from harness.components import Running, get
+from harness.components.ttk import configure_user
+from harness.stack import PaymentStack
 from tests.conftest import start_component
 from tests.support.ttk import TtkAdmin
 

@@ -30,10 +30,10 @@ from backoffice import audit, schema
 from backoffice.db import Database
 from backoffice.search import Search
 from backoffice.settings import BackofficeSettings
-from phee import stack
-from phee.components import Running, get
-from phee.services import start_service, stop_service
-from phee.stack import PaymentStack
+from harness import stack
+from harness.components import Running, get
+from harness.services import start_service, stop_service
+from harness.stack import PaymentStack
 from tests.conftest import start_component
 from tests.support import poll
 from tests.support.backoffice import fresh_database_url, read_topic, run_importer_until

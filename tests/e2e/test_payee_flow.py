@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.stack import OUR_FSP, PaymentStack, payer_party
 from phee.fspiop import headers as fh
 from phee.fspiop import jws
-from phee.stack import OUR_FSP, PaymentStack, payer_party
 from tests.support import poll
 from tests.support.recorder import Received, Recorder, recorder
 

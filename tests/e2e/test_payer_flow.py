@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from phee.stack import PaymentStack, payee_party, payer_party, transfer_request, wait_final
+from harness.stack import PaymentStack, payee_party, payer_party, transfer_request, wait_final
 
 TENANT = {"Platform-TenantId": "default"}
 

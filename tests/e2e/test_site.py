@@ -10,14 +10,14 @@ import threading
 
 import pytest
 
-from phee.components.base import pid_alive
+from harness.components.base import pid_alive
 from tests.support import poll
 
 
 @pytest.mark.timeout(420)
 def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "phee.cli", "site", "up", "--engines", "2", "--payments", "20"],
+        [sys.executable, "-m", "harness.cli", "site", "up", "--engines", "2", "--payments", "20"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

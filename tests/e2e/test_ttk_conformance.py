@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from phee import stack
-from phee.components import get
+from harness import stack
+from harness.components import get
+from harness.stack import payee_party, payer_party, transfer_request, wait_final
 from phee.fspiop import ilp
-from phee.stack import payee_party, payer_party, transfer_request, wait_final
 from tests.e2e.conftest import TTK_FSP, TTK_ILP_SECRET, TtkSite
 from tests.support.ttk import RULE_KINDS, assertion_results, request_summary, resource
 

@@ -24,6 +24,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
+from pydantic import SecretStr
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -350,6 +351,7 @@ def site(database: Database, idp: Idp) -> Iterator[Site]:
     settings = BackofficeSettings(
         database_url=database.url,
         tenants=["tenant-a", "tenant-b", "tenant-c"],  # tenant-c: configured, never provisioned
+        audit_key=SecretStr("audit-key-for-tests"),
         jwks_url=idp.url,
         jwt_issuer=ISSUER,
         jwt_audience=AUDIENCE,
@@ -548,6 +550,7 @@ def test_an_unreachable_identity_provider_is_503_not_401(database: Database, idp
     settings = BackofficeSettings(
         database_url=database.url,
         tenants=["tenant-a"],
+        audit_key=SecretStr("audit-key-for-tests"),
         jwks_url=f"http://127.0.0.1:{port}/jwks.json",
         jwt_issuer=ISSUER,
     )

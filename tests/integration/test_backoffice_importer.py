@@ -14,12 +14,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from backoffice import schema
 from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
-from phee.components import Running
+from harness.components import Running
 from phee.contract import EngineInfo, EngineRegistry
 from tests.support.backoffice import count, read_topic, run_importer_until, transfers
 
@@ -57,6 +58,7 @@ def settings_for(kafka: Running, tmp_path: Path, prefix: str, **extra: Any) -> B
         dead_letter_topic=f"{prefix}dead",
         tenants=["default"],
         metadata_max_age_ms=1000,
+        audit_key=SecretStr("audit-key-for-tests"),
         **extra,
     )
 

@@ -7,7 +7,7 @@ import uuid
 import elasticsearch
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 
-from phee.components import Running
+from harness.components import Running
 
 
 def test_client_and_server_versions_match(elasticsearch: Running) -> None:

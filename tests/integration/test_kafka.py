@@ -6,7 +6,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from phee.components import Running
+from harness.components import Running
 
 
 async def _consume(consumer: AIOKafkaConsumer, count: int) -> list[int]:

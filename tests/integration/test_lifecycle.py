@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from phee.cli import main
-from phee.components import get
-from phee.components.base import pid_alive
-from phee.components.manager import running
-from phee.components.registry import FETCHABLE, get_fetchable
+from harness.cli import main
+from harness.components import get
+from harness.components.base import pid_alive
+from harness.components.manager import running
+from harness.components.registry import FETCHABLE, get_fetchable
 
 
 def test_cli_start_status_stop_leaves_no_process(
@@ -59,7 +59,7 @@ def test_a_real_server_that_cannot_start_fails_loudly_with_its_log(tmp_path: Pat
     """Elasticsearch told to use a port that is taken exits; the error quotes its own log."""
     import socket
 
-    from phee.components import StartError
+    from harness.components import StartError
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

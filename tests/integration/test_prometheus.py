@@ -8,9 +8,9 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from phee.components import Running
-from phee.components.base import free_port
-from phee.components.prometheus import set_targets
+from harness.components import Running
+from harness.components.base import free_port
+from harness.components.prometheus import set_targets
 from tests.support import poll
 
 

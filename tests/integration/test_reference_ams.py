@@ -16,12 +16,12 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from peers.reference_ams.db import make_engine
-from peers.reference_ams.ledger import Ledger
-from peers.reference_ams.model import LedgerError, Outcome, Party
-from peers.reference_ams.tables import metadata
-from phee.components.base import pid_alive
-from phee.services import start_service, stop_service
+from doubles.reference_ams.db import make_engine
+from doubles.reference_ams.ledger import Ledger
+from doubles.reference_ams.model import LedgerError, Outcome, Party
+from doubles.reference_ams.tables import metadata
+from harness.components.base import pid_alive
+from harness.services import start_service, stop_service
 from tests.unit.test_reference_ams_ledger import run_random_operations
 
 T = TypeVar("T")
@@ -163,7 +163,7 @@ def test_concurrent_book_and_release_exclude_each_other(ledger: Ledger) -> None:
 
 def test_service_over_http(db_url: str, tmp_path: Path) -> None:
     running = start_service(
-        "reference-ams", "peers.reference_ams", tmp_path, env={"PHEE_AMS_DATABASE_URL": db_url}
+        "reference-ams", "doubles.reference_ams", tmp_path, env={"PHEE_AMS_DATABASE_URL": db_url}
     )
     try:
         with httpx.Client(base_url=running.endpoint("http"), timeout=10) as client:

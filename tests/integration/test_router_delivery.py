@@ -20,13 +20,13 @@ import httpx
 import pytest
 from pyzeebe import ZeebeClient, create_insecure_channel
 
-from phee.components import Running
-from phee.components.base import free_port, pid_alive
-from phee.components.zeebe import topic_for
+from harness.components import Running
+from harness.components.base import free_port, pid_alive
+from harness.engine_smoke import exported_records, instance_completed
+from harness.services import start_service, stop_service
 from phee.contract import EngineInfo, EngineState
-from phee.engine_smoke import exported_records, instance_completed
 from phee.fspiop import ids
-from phee.services import start_service, stop_service
+from phee.zeebe_export import topic_for
 from tests.support import apoll
 from tests.support.router import PAYEE, PAYER, quote_put, request, write_registry
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from phee.components import Running
-from phee.components.base import pid_alive
+from harness.components import Running
+from harness.components.base import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 

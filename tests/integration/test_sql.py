@@ -21,7 +21,7 @@ from sqlalchemy import (
     text,
 )
 
-from phee.sqlstore import insert_or_ignore
+from phee.sql import insert_or_ignore
 
 metadata = MetaData()
 records = Table(

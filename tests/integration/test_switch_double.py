@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from peers.switch_double import payer
-from phee.components.base import Running, pid_alive
-from phee.services import start_service, stop_service
+from doubles.switch_double import payer
+from harness.components.base import Running, pid_alive
+from harness.services import start_service, stop_service
 from tests.support import poll
 
 PARTY = ("MSISDN", "27710101")
@@ -146,7 +146,7 @@ def _env(dfsp: StandIn) -> dict[str, str]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     dfsp = _stand_in()
     workdir = tmp_path_factory.mktemp("switch-double")
-    switch = start_service("switch-double", "peers.switch_double", workdir, env=_env(dfsp))
+    switch = start_service("switch-double", "doubles.switch_double", workdir, env=_env(dfsp))
     http = httpx.Client(base_url=switch.endpoint("http"), timeout=10)
     del http.headers["Accept"]
     try:
@@ -283,7 +283,9 @@ def test_duplicate_transfers(site: Site) -> None:
 
 def test_sigterm_delivers_in_flight_callbacks_then_exits(site: Site, tmp_path: Path) -> None:
     """A second instance: a delayed callback still goes out when the switch is stopped."""
-    switch = start_service("switch-double-2", "peers.switch_double", tmp_path, env=_env(site.dfsp))
+    switch = start_service(
+        "switch-double-2", "doubles.switch_double", tmp_path, env=_env(site.dfsp)
+    )
     try:
         with httpx.Client(base_url=switch.endpoint("http"), timeout=10) as http:
             fault = {"match": {"resource": "parties"}, "action": "delay", "delayMs": 1000}

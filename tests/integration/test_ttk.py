@@ -8,8 +8,8 @@ from email.utils import formatdate
 import httpx
 import pytest
 
-from phee.components import Running
-from phee.components.ttk import configure_user
+from harness.components import Running
+from harness.components.ttk import configure_user
 from tests.support import poll
 from tests.support.recorder import Recorder, recorder
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from phee.components import Running
-from phee.components.zeebe import topic_for
-from phee.engine_smoke import exported_records, instance_completed, run_instances
+from harness.components import Running
+from harness.engine_smoke import exported_records, instance_completed, run_instances
+from phee.zeebe_export import topic_for
 
 
 async def test_instance_completes_through_a_pyzeebe_worker(zeebe: Running) -> None:

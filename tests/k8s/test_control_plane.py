@@ -13,48 +13,47 @@ from typing import Any
 
 import pytest
 
-from phee.components import Running, StartError, get
-from phee.components.base import pid_alive
-from phee.components.kubebuild import Kwok
-from tests.k8s.conftest import kubectl
+from harness.components import Running, StartError, get
+from harness.components.base import pid_alive
+from harness.components.kubebuild import Kwok
+from harness.kubectl import Kubectl
 from tests.support import poll
 
 READY_DEADLINE_S = 60.0
 
 
-def get_json(kube: Running, *args: str) -> Any:
-    return json.loads(kubectl(kube, "get", *args, "-o", "json").stdout)
+def get_json(kc: Kubectl, *args: str) -> Any:
+    return kc.json("get", *args)
 
 
 @pytest.fixture
-def namespace(kube: Running, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(kc: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace per test, usable once the service-account controller gave it its SA."""
     name = "t-" + request.node.name.removeprefix("test_").replace("_", "-")[:50].strip("-")
-    kubectl(kube, "create", "namespace", name)
+    kc.run("create", "namespace", name)
     poll(
         lambda: (
-            kubectl(kube, "-n", name, "get", "serviceaccount", "default", check=False).returncode
-            == 0
+            kc.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0
             or None
         ),
         what=f"service account default in {name}",
         deadline_s=30,
     )
     yield name
-    kubectl(kube, "delete", "namespace", name, "--wait=false")
+    kc.run("delete", "namespace", name, "--wait=false")
 
 
-def pods(kube: Running, namespace: str, selector: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = get_json(kube, "-n", namespace, "pods", "-l", selector)["items"]
+def pods(kc: Kubectl, namespace: str, selector: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get_json(kc, "-n", namespace, "pods", "-l", selector)["items"]
     return items
 
 
-def test_server_is_the_pinned_kubernetes(kube: Running) -> None:
-    version = json.loads(kubectl(kube, "version", "-o", "json").stdout)
+def test_server_is_the_pinned_kubernetes(kube: Running, kc: Kubectl) -> None:
+    version = json.loads(kc.run("version", "-o", "json").stdout)
     server = version["serverVersion"]
     print(f"control plane ready in {kube.ready_s:.1f} s; server {server['gitVersion']}")
     assert server["gitVersion"] == f"v{kube.version}" == "v1.33.13"
-    nodes = get_json(kube, "nodes")["items"]
+    nodes = get_json(kc, "nodes")["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == [
         "kwok-node-0",
         "kwok-node-1",
@@ -64,7 +63,7 @@ def test_server_is_the_pinned_kubernetes(kube: Running) -> None:
 
 
 def test_deployment_becomes_ready_on_fake_nodes_and_is_garbage_collected(
-    kube: Running, namespace: str
+    kc: Kubectl, namespace: str
 ) -> None:
     manifest = {
         "apiVersion": "apps/v1",
@@ -80,33 +79,33 @@ def test_deployment_becomes_ready_on_fake_nodes_and_is_garbage_collected(
         },
     }
     start = time.monotonic()
-    kubectl(kube, "apply", "-f", "-", input=json.dumps(manifest))
+    kc.run("apply", "-f", "-", input=json.dumps(manifest))
     poll(
         lambda: (
-            get_json(kube, "-n", namespace, "deployment", "web")["status"].get("readyReplicas") == 2
+            get_json(kc, "-n", namespace, "deployment", "web")["status"].get("readyReplicas") == 2
             or None
         ),
         what="deployment web 2/2 ready",
         deadline_s=READY_DEADLINE_S,
     )
     print(f"deployment 2/2 ready in {time.monotonic() - start:.2f} s")
-    running = pods(kube, namespace, "app=web")
+    running = pods(kc, namespace, "app=web")
     assert len(running) == 2
     assert all(p["spec"]["nodeName"].startswith("kwok-node-") for p in running)
     assert all(p["status"]["phase"] == "Running" for p in running)
 
     start = time.monotonic()
-    kubectl(kube, "-n", namespace, "delete", "deployment", "web", "--wait=false")
+    kc.run("-n", namespace, "delete", "deployment", "web", "--wait=false")
     poll(
-        lambda: not pods(kube, namespace, "app=web") or None,
+        lambda: not pods(kc, namespace, "app=web") or None,
         what="pods of the deleted deployment collected",
         deadline_s=READY_DEADLINE_S,
     )
     print(f"deployment's pods garbage-collected in {time.monotonic() - start:.2f} s")
-    assert get_json(kube, "-n", namespace, "replicasets")["items"] == []
+    assert get_json(kc, "-n", namespace, "replicasets")["items"] == []
 
 
-def test_ondelete_parallel_statefulset(kube: Running, namespace: str) -> None:
+def test_ondelete_parallel_statefulset(kc: Kubectl, namespace: str) -> None:
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -130,8 +129,7 @@ def test_ondelete_parallel_statefulset(kube: Running, namespace: str) -> None:
         },
     }
     start = time.monotonic()
-    kubectl(
-        kube,
+    kc.run(
         "apply",
         "-f",
         "-",
@@ -139,7 +137,7 @@ def test_ondelete_parallel_statefulset(kube: Running, namespace: str) -> None:
     )
     poll(
         lambda: (
-            get_json(kube, "-n", namespace, "statefulset", "engine")["status"].get("readyReplicas")
+            get_json(kc, "-n", namespace, "statefulset", "engine")["status"].get("readyReplicas")
             == 3
             or None
         ),
@@ -147,12 +145,11 @@ def test_ondelete_parallel_statefulset(kube: Running, namespace: str) -> None:
         deadline_s=READY_DEADLINE_S,
     )
     print(f"statefulset 3/3 ready in {time.monotonic() - start:.2f} s")
-    names = sorted(p["metadata"]["name"] for p in pods(kube, namespace, "app=engine"))
+    names = sorted(p["metadata"]["name"] for p in pods(kc, namespace, "app=engine"))
     assert names == ["engine-0", "engine-1", "engine-2"]
 
     # OnDelete: a template change rolls nothing until a pod is deleted; then only that one.
-    kubectl(
-        kube,
+    kc.run(
         "-n",
         namespace,
         "patch",
@@ -164,21 +161,21 @@ def test_ondelete_parallel_statefulset(kube: Running, namespace: str) -> None:
     )
 
     def new_revision() -> dict[str, Any] | None:
-        status: dict[str, Any] = get_json(kube, "-n", namespace, "statefulset", "engine")["status"]
+        status: dict[str, Any] = get_json(kc, "-n", namespace, "statefulset", "engine")["status"]
         return status if status.get("updateRevision") != status.get("currentRevision") else None
 
     status = poll(new_revision, what="statefulset sees a new revision", deadline_s=30)
     revisions = {
         p["metadata"]["name"]: p["metadata"]["labels"]["controller-revision-hash"]
-        for p in pods(kube, namespace, "app=engine")
+        for p in pods(kc, namespace, "app=engine")
     }
     assert set(revisions.values()) == {status["currentRevision"]}, "OnDelete rolled a pod itself"
-    kubectl(kube, "-n", namespace, "delete", "pod", "engine-1", "--wait=false")
+    kc.run("-n", namespace, "delete", "pod", "engine-1", "--wait=false")
     poll(
         lambda: (
             {
                 p["metadata"]["name"]: p["metadata"]["labels"]["controller-revision-hash"]
-                for p in pods(kube, namespace, "app=engine")
+                for p in pods(kc, namespace, "app=engine")
                 if p["status"].get("phase") == "Running"
             }.get("engine-1")
             == status["updateRevision"]
@@ -189,27 +186,24 @@ def test_ondelete_parallel_statefulset(kube: Running, namespace: str) -> None:
     )
     after = {
         p["metadata"]["name"]: p["metadata"]["labels"]["controller-revision-hash"]
-        for p in pods(kube, namespace, "app=engine")
+        for p in pods(kc, namespace, "app=engine")
     }
     assert after["engine-0"] == after["engine-2"] == status["currentRevision"]
 
 
-def test_rbac_is_enforced(kube: Running, namespace: str) -> None:
+def test_rbac_is_enforced(kc: Kubectl, namespace: str) -> None:
     who = f"system:serviceaccount:{namespace}:nobody"
-    kubectl(kube, "-n", namespace, "create", "serviceaccount", "nobody")
+    kc.run("-n", namespace, "create", "serviceaccount", "nobody")
 
     def can_list_secrets() -> str:
-        proc = kubectl(
-            kube, "-n", namespace, "auth", "can-i", "--as", who, "list", "secrets", check=False
-        )
+        proc = kc.run("-n", namespace, "auth", "can-i", "--as", who, "list", "secrets", check=False)
         return proc.stdout.strip()
 
     assert can_list_secrets() == "no"
-    assert kubectl(kube, "auth", "can-i", "list", "secrets", "-A").stdout.strip() == "yes"
+    assert kc.run("auth", "can-i", "list", "secrets", "-A").stdout.strip() == "yes"
     # A role grants exactly what it says, so "no" above is RBAC, not a broken authorizer.
-    kubectl(kube, "-n", namespace, "create", "role", "reader", "--verb=list", "--resource=secrets")
-    kubectl(
-        kube,
+    kc.run("-n", namespace, "create", "role", "reader", "--verb=list", "--resource=secrets")
+    kc.run(
         "-n",
         namespace,
         "create",
@@ -219,28 +213,28 @@ def test_rbac_is_enforced(kube: Running, namespace: str) -> None:
         f"--serviceaccount={namespace}:nobody",
     )
     assert poll(lambda: can_list_secrets() == "yes" or None, what="role granted", deadline_s=10)
-    allowed = kubectl(kube, "-n", namespace, "get", "secrets", "--as", who, check=False)
+    allowed = kc.run("-n", namespace, "get", "secrets", "--as", who, check=False)
     assert allowed.returncode == 0, allowed.stderr
-    denied = kubectl(kube, "-n", namespace, "get", "configmaps", "--as", who, check=False)
+    denied = kc.run("-n", namespace, "get", "configmaps", "--as", who, check=False)
     assert denied.returncode != 0
     assert "forbidden" in denied.stderr
 
 
-def test_server_side_dry_run_creates_nothing(kube: Running, namespace: str) -> None:
+def test_server_side_dry_run_creates_nothing(kc: Kubectl, namespace: str) -> None:
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "dry", "namespace": namespace},
         "data": {"engine": "a"},
     }
-    out = kubectl(kube, "apply", "--dry-run=server", "-f", "-", input=json.dumps(cm)).stdout
+    out = kc.run("apply", "--dry-run=server", "-f", "-", input=json.dumps(cm)).stdout
     assert "configmap/dry created (server dry run)" in out
-    missing = kubectl(kube, "-n", namespace, "get", "configmap", "dry", check=False)
+    missing = kc.run("-n", namespace, "get", "configmap", "dry", check=False)
     assert missing.returncode != 0
     assert "NotFound" in missing.stderr
     # The same object without dry run does exist afterwards (the check above can fail).
-    kubectl(kube, "apply", "-f", "-", input=json.dumps(cm))
-    assert get_json(kube, "-n", namespace, "configmap", "dry")["data"] == {"engine": "a"}
+    kc.run("apply", "-f", "-", input=json.dumps(cm))
+    assert get_json(kc, "-n", namespace, "configmap", "dry")["data"] == {"engine": "a"}
 
 
 def test_a_failed_start_stops_everything_it_started(

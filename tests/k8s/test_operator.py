@@ -21,23 +21,23 @@ from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import ConfigMap
 from phee_operator import engine_manifests as em
 from phee_operator import hub_manifests as hm
-from phee_operator.local import service_account_kubeconfig, start_operator
 from phee_operator.model import engine_of, hub_of
 
+from harness.components import Running
+from harness.components.base import stop_pid
+from harness.components.kubebuild import ServiceMonitorCrd
+from harness.components.registry import get_fetchable
+from harness.kubectl import Kubectl
+from harness.local_operator import service_account_kubeconfig, start_operator
 from phee import contract
-from phee.components import Running
-from phee.components.base import stop_pid
-from phee.components.kubebuild import ServiceMonitorCrd
-from phee.components.registry import get_fetchable
 from tests.conftest import STARTED
+from tests.support import poll
 from tests.support.kubesite import (
-    Kubectl,
     condition,
     example_docs,
     install_crds,
     is_ready,
     persistent_volumes,
-    poll,
 )
 
 NS = "payments"
@@ -81,17 +81,12 @@ class Operators:
 
 
 @pytest.fixture(scope="module")
-def kc(kube: Running) -> Kubectl:
-    return Kubectl.of(kube)
-
-
-@pytest.fixture(scope="module")
 def operators(
     kube: Running, kc: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operators]:
     workdir = tmp_path_factory.mktemp("operator")
     install_crds(kc)
-    sa = service_account_kubeconfig(kc.binary, Path(kc.kubeconfig), workdir / "sa.kubeconfig")
+    sa = service_account_kubeconfig(kc, workdir / "sa.kubeconfig")
     kc.apply(persistent_volumes(12), NS)
     kc.run("create", "namespace", NS)
     ops = Operators(workdir, sa)

@@ -11,27 +11,31 @@ T = TypeVar("T")
 
 
 def poll(
-    fetch: Callable[[], T | None], *, what: str, deadline_s: float, interval_s: float = 0.2
+    check: Callable[[], T | None], *, what: str, deadline_s: float, interval_s: float = 0.2
 ) -> T:
-    """Call `fetch` until it returns something other than None, or fail naming `what`."""
+    """Call `check` until it returns something truthy, and return that; fail naming `what`.
+
+    None, False and empty values mean "not yet"; an exception does too, and the last one is
+    quoted when the deadline passes.
+    """
     end = time.monotonic() + deadline_s
-    last_error: Exception | None = None
-    while time.monotonic() < end:
+    last: object = None
+    while True:
         try:
-            value = fetch()
+            value = check()
         except Exception as err:  # noqa: BLE001 - remembered and reported on timeout
-            last_error = err
-            value = None
-        if value is not None:
-            return value
+            last = err
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} did not happen within {deadline_s} s (last: {last!r})")
         time.sleep(interval_s)
-    raise AssertionError(
-        f"{what} did not happen within {deadline_s} s (last error: {last_error!r})"
-    )
 
 
 async def apoll(
-    fetch: Callable[[], Awaitable[T | None]],
+    check: Callable[[], Awaitable[T | None]],
     *,
     what: str,
     deadline_s: float,
@@ -39,16 +43,16 @@ async def apoll(
 ) -> T:
     """Async `poll`."""
     end = time.monotonic() + deadline_s
-    last_error: Exception | None = None
-    while time.monotonic() < end:
+    last: object = None
+    while True:
         try:
-            value = await fetch()
+            value = await check()
         except Exception as err:  # noqa: BLE001 - remembered and reported on timeout
-            last_error = err
-            value = None
-        if value is not None:
-            return value
+            last = err
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} did not happen within {deadline_s} s (last: {last!r})")
         await asyncio.sleep(interval_s)
-    raise AssertionError(
-        f"{what} did not happen within {deadline_s} s (last error: {last_error!r})"
-    )

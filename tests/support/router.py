@@ -25,6 +25,7 @@ from phee.fspiop import ids, ilp, jws
 
 PAYER = "payerfsp"
 PAYEE = "payeefsp"
+ADMIN_TOKEN = "router-admin-token-for-tests"
 ILP_SECRET = "router-test-secret"
 
 
@@ -222,7 +223,10 @@ class Harness:
         )
 
     async def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        return await self.client.request(method, f"/admin{path}", json=body)
+        """An admin API call with the admin token."""
+        return await self.client.request(
+            method, f"/admin{path}", json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
 
     async def assert_untouched(self) -> None:
         """Nothing delivered, nothing started, nothing stored."""
@@ -251,6 +255,7 @@ async def in_process_router(
         key, public = new_key_pair()
         (keys / f"{PAYER}.pem").write_bytes(public)
         settings["jws_keys_dir"] = keys
+    settings.setdefault("admin_token", ADMIN_TOKEN)
     config = RouterSettings(
         fsp_id=PAYEE,
         registry_file=write_registry(tmp_path / "engines.json", *engines),

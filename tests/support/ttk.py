@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from phee.components import Running
+from harness.components import Running
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "ttk"
 DEFAULT_RULES = "default.json"

@@ -233,13 +233,26 @@ def test_entries_refuse_naive_times_and_overlong_fields() -> None:
         AuditEntry(at=T0, actor="a", action="x" * 65, subject="c")
 
 
-def test_the_cli_refuses_a_bad_url(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def audit_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHEE_BACKOFFICE_AUDIT_KEY", "audit-key-for-tests")
+
+
+def test_the_cli_will_not_check_without_the_audit_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PHEE_BACKOFFICE_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("PHEE_DEV_MODE", raising=False)
+    assert main(["verify", "--tenant", "acme", "--database-url", f"sqlite:///{tmp_path}/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the back office settings are not valid: secret ")
+    assert "PHEE_BACKOFFICE_AUDIT_KEY is not set" in err
+
+
+@pytest.mark.usefixtures("audit_key")
+def test_the_cli_refuses_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", "--tenant", "acme", "--database-url", "no url at all"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "warning: PHEE_BACKOFFICE_AUDIT_KEY is unset; using the default key",
         "error: bad database URL 'no url at all': Could not parse SQLAlchemy URL from given URL"
         " string",
     ]
@@ -247,6 +260,7 @@ def test_the_cli_refuses_a_bad_url(
     assert "bad database URL nosuchdb://host/x" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("audit_key")
 def test_the_cli_does_not_create_a_missing_sqlite_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

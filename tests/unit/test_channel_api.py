@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from engine_workers.channel import create_app
 from engine_workers.runtime import Runtime
@@ -38,7 +39,13 @@ def started() -> Started:
 
 @pytest.fixture
 async def client(tmp_path: Path, started: Started) -> Any:
-    settings = EngineSettings(name="engine-b", slot=7, store_url=f"sqlite:///{tmp_path}/e.db")
+    settings = EngineSettings(
+        name="engine-b",
+        slot=7,
+        store_url=f"sqlite:///{tmp_path}/e.db",
+        ilp_secret=SecretStr("ilp-secret-for-tests"),
+        router_admin_token=SecretStr("router-token-for-tests"),
+    )
     rt = Runtime.from_settings(settings)
     app = create_app(rt, started, ready=lambda: True)
     async with httpx.AsyncClient(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from phee.components.base import (
+from harness.components.base import (
     Component,
     Running,
     StartError,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from phee.cli import main
+from harness.cli import main
 
 VECTORS = (
     Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "mojaloop-sdk-19.19.1.json"
@@ -164,7 +164,7 @@ def test_the_installed_command_runs() -> None:
         [
             sys.executable,
             "-m",
-            "phee.cli",
+            "harness.cli",
             "fspiop",
             "ilp",
             "--transaction",

@@ -13,10 +13,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from phee.components import Running, get
-from phee.components import kube as kube_module
-from phee.components.kube import Kube, fake_node, node_schedulable
-from phee.components.kubebuild import (
+from harness.components import Running, get
+from harness.components import kube as kube_module
+from harness.components.kube import Kube, fake_node, node_schedulable
+from harness.components.kubebuild import (
     KWOK_STAGES,
     STAGING_MODULES,
     Etcd,
@@ -26,7 +26,7 @@ from phee.components.kubebuild import (
     staging_version,
     version_ldflags,
 )
-from phee.components.kubecerts import generate, kubeconfig
+from harness.components.kubecerts import generate, kubeconfig
 
 EXPECTED_STAGING = {
     "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",

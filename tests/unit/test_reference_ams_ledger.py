@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import Table, func, select, update
 
-from peers.reference_ams.amounts import AmountError, from_minor, to_minor
-from peers.reference_ams.app import REPLAY_HEADER, create_app
-from peers.reference_ams.db import make_engine
-from peers.reference_ams.ledger import Ledger
-from peers.reference_ams.model import LedgerError, Outcome, Party
-from peers.reference_ams.settings import AmsSettings
-from peers.reference_ams.tables import accounts, entries, holds, operations
+from doubles.reference_ams.amounts import AmountError, from_minor, to_minor
+from doubles.reference_ams.app import REPLAY_HEADER, create_app
+from doubles.reference_ams.db import make_engine
+from doubles.reference_ams.ledger import Ledger
+from doubles.reference_ams.model import LedgerError, Outcome, Party
+from doubles.reference_ams.settings import AmsSettings
+from doubles.reference_ams.tables import accounts, entries, holds, operations
 
 ALICE = Party("MSISDN", "256700000001")
 BOB = Party("MSISDN", "256700000002")

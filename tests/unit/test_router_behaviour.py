@@ -318,9 +318,11 @@ async def test_admin_engine_states_persist_and_unknown_ones_are_refused(
     assert [e["state"] for e in listed["engines"]] == ["accepting", "draining"]
 
 
-async def test_admin_needs_the_token_when_one_is_set(tmp_path: Path) -> None:
+async def test_admin_needs_its_token(tmp_path: Path) -> None:
     async with in_process_router(tmp_path, A, admin_token="s3cret") as router:
-        assert (await router.admin("GET", "/engines")).status_code == 401
+        assert (await router.client.get("/admin/engines")).status_code == 401
+        wrong = await router.client.get("/admin/engines", headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 401
         allowed = await router.client.get(
             "/admin/engines", headers={"Authorization": "Bearer s3cret"}
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine
 
-from phee.sqlstore import insert_or_ignore
+from phee.sql import insert_or_ignore
 
 table = Table("t", MetaData(), Column("k", Integer, unique=True), Column("v", Integer))
 

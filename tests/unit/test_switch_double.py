@@ -19,12 +19,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from peers.switch_double import payer
-from peers.switch_double.app import create_app
-from peers.switch_double.faults import FaultBook, FaultSpec
-from peers.switch_double.settings import PartySpec, SwitchSettings
-from peers.switch_double.state import BoundedMap
-from peers.switch_double.wire import fspiop_time, now_utc
+from doubles.switch_double import payer
+from doubles.switch_double.app import create_app
+from doubles.switch_double.faults import FaultBook, FaultSpec
+from doubles.switch_double.settings import PartySpec, SwitchSettings
+from doubles.switch_double.state import BoundedMap
+from doubles.switch_double.wire import fspiop_time, now_utc
 from phee.fspiop import ilp
 from phee.fspiop.headers import MAX_BODY_BYTES
 from phee.fspiop.schemas import schemas

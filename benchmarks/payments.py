@@ -1,0 +1,171 @@
+"""Benchmark: completed payer payments per second and end-to-end latency on one engine.
+
+The whole stack runs on this machine as real processes: Zeebe, the engine's workers and channel
+API, the callback router, the reference AMS and the switch double. Payments are offered at a fixed
+rate (open loop, so a slow system cannot slow the offered load down) for a fixed time; only
+payments that end COMMITTED count. Latency is the engine's own record: from the channel request
+to the recorded final state. Where the time goes is shown as CPU seconds per payment for each
+process, read from /proc before and after the run.
+
+    uv run python loadtests/payments.py --rate 20 --duration 30
+
+A warm-up (300 payments at 15/s by default) is sent and not counted, so the figure is the
+steady state rather than the JVMs compiling their hot paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from harness import stack
+from harness.components import Running, get
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / TICKS
+
+
+async def offer(channel: str, rate: float, duration: float) -> tuple[list[str], int]:
+    """Send payments at `rate` per second for `duration` seconds; return accepted ids, refusals."""
+    accepted: list[str] = []
+    refused = 0
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=channel, timeout=30, limits=limits) as http:
+
+        async def one(i: int) -> None:
+            nonlocal refused
+            body = stack.transfer_request(
+                stack.payer_party(i % 50), stack.payee_party((i + 1) % 50), f"{1 + i % 9}.25"
+            )
+            resp = await http.post(
+                "/channel/transfer", json=body, headers={"Platform-TenantId": stack.TENANT}
+            )
+            if resp.status_code == 202:
+                accepted.append(str(resp.json()["transactionId"]))
+            else:
+                refused += 1
+
+        tasks = []
+        start = time.monotonic()
+        total = int(rate * duration)
+        for i in range(total):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the offered load, not synchronisation
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return accepted, refused
+
+
+async def outcomes(channel: str, ids: list[str], deadline_s: float) -> dict[str, dict[str, str]]:
+    """Poll each payment's status until final (after the load, so polling does not load the run)."""
+    final: dict[str, dict[str, str]] = {}
+    end = time.monotonic() + deadline_s
+    async with httpx.AsyncClient(base_url=channel, timeout=30) as http:
+        while len(final) < len(ids) and time.monotonic() < end:
+            for tx in [t for t in ids if t not in final]:
+                resp = await http.get(
+                    f"/channel/transfer/{tx}", headers={"Platform-TenantId": stack.TENANT}
+                )
+                body = resp.json()
+                if body.get("final"):
+                    final[tx] = body
+            if len(final) < len(ids):
+                await asyncio.sleep(1)
+    return final
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="payments offered per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of offered load")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=300,
+        help="payments sent first and not counted: the JVMs compile their hot paths meanwhile",
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
+        workdir = Path(tmp)
+        zeebe_comp = get("zeebe")
+        zeebe_comp.fetch()
+        engine = zeebe_comp.start(workdir, engine="engine-a")
+        payments = None
+        try:
+            payments = stack.start(workdir, {"engine-a": engine}, payers=50, payees=50)
+            channel = payments.channel("engine-a")
+            procs: list[Running] = [engine, *payments.order]
+            warm, _ = asyncio.run(offer(channel, 15, args.warmup / 15))
+            asyncio.run(outcomes(channel, warm, 180))
+
+            cpu_before = {r.name: cpu_seconds(r.pid) for r in procs}
+            t0 = time.time()
+            ids, refused = asyncio.run(offer(channel, args.rate, args.duration))
+            final = asyncio.run(outcomes(channel, ids, 180))
+            cpu = {r.name: cpu_seconds(r.pid) - cpu_before[r.name] for r in procs}
+        finally:
+            if payments is not None:
+                payments.stop()
+            zeebe_comp.stop(engine)
+
+    committed = [f for f in final.values() if f["status"] == "COMMITTED"]
+    latencies = sorted(_ts(f["updatedAt"]) - _ts(f["createdAt"]) for f in committed)
+    window = max(_ts(f["updatedAt"]) for f in committed) - t0 if committed else float("nan")
+    offered = int(args.rate * args.duration)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"offered {offered} payments at {args.rate:.0f}/s for {args.duration:.0f} s; "
+        f"accepted {len(ids)}, refused {refused}"
+    )
+    others = {s: sum(1 for f in final.values() if f["status"] == s) for s in ("ABORTED", "FAILED")}
+    print(
+        f"final: {len(committed)} COMMITTED, {others['ABORTED']} ABORTED, "
+        f"{others['FAILED']} FAILED, "
+        f"{len(ids) - len(final)} not final"
+    )
+    if latencies:
+        p50 = statistics.median(latencies)
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        print(f"completed payments/s: {len(committed) / window:.1f} (over {window:.1f} s)")
+        print(
+            f"latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+            f"max {latencies[-1] * 1000:.0f} ms"
+        )
+    n = max(len(committed), 1)
+    per_payment = sum(cpu.values()) * 1000 / n
+    print("CPU per completed payment (where the time goes):")
+    for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<18} {seconds * 1000 / n:7.1f} ms  ({seconds:6.1f} s total)")
+    print(
+        f"  {'all':<18} {per_payment:7.1f} ms  "
+        f"(so 2 cores bound us near {2000 / max(per_payment, 1e-9):.0f} payments/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The payment stack around real Zeebe engines: reference AMS, switch double, router, workers.
+
+Everything runs as local processes on 127.0.0.1 with free ports, started in dependency order and
+stopped in reverse. Used by `phee site up`, the end-to-end tests and the benchmarks, so they all
+exercise the same wiring an SRE would run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.components import Running
+from harness.services import start_service, stop_service
+from phee import contract
+
+OUR_FSP = "phee-dfsp"
+SIM_PAYEE = "simpayee"
+CURRENCY = "USD"
+TENANT = "default"
+
+
+@dataclass
+class PaymentStack:
+    """The running services of a stack, and the secrets they were given."""
+
+    ams: Running
+    switch: Running
+    router: Running
+    workers: dict[str, Running]
+    order: list[Running] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def channel(self, engine: str) -> str:
+        return self.workers[engine].endpoint("http")
+
+    def stop(self) -> None:
+        for run in reversed(self.order):
+            stop_service(run)
+
+
+def payer_party(i: int) -> str:
+    return f"2771{i:07d}"
+
+
+def payee_party(i: int) -> str:
+    return f"2772{i:07d}"
+
+
+def start(
+    workdir: Path,
+    engines: dict[str, Running],
+    *,
+    payers: int = 20,
+    payees: int = 20,
+    opening_balance: str = "1000000",
+    switch_url: str | None = None,
+    extra_engine_env: dict[str, str] | None = None,
+) -> PaymentStack:
+    """Start the stack for `engines` (name -> running Zeebe); the switch double unless
+    `switch_url` points at another switch (the Testing Toolkit).
+
+    Secrets are made fresh for each stack and passed explicitly (no development mode): the ILP
+    secret all engines share (`extra_engine_env` may replace it) and the router's admin token.
+    """
+    site_secrets = {
+        "ilp": secrets.token_urlsafe(32),
+        "router_admin_token": secrets.token_urlsafe(32),
+    }
+    started: list[Running] = []
+    try:
+        ams = start_service(
+            "reference-ams",
+            "doubles.reference_ams",
+            workdir / "ams",
+            env={"PHEE_AMS_DATABASE_URL": f"sqlite:///{workdir / 'ams' / 'ams.db'}"},
+        )
+        started.append(ams)
+        _open_accounts(ams, payers, payees, opening_balance)
+
+        simulated = [
+            {"partyIdType": "MSISDN", "partyIdentifier": payee_party(i), "name": f"Payee {i}"}
+            for i in range(payees)
+        ]
+        switch: Running | None = None
+        if switch_url is None:
+            switch = start_service(
+                "switch-double",
+                "doubles.switch_double",
+                workdir / "switch",
+                env={"PHEE_SWITCH_SIMULATED_PARTIES": json.dumps(simulated)},
+            )
+            started.append(switch)
+            switch_url = switch.endpoint("http")
+
+        registry = contract.EngineRegistry(
+            engines=[
+                contract.EngineInfo(name=name, slot=slot, gateway=run.endpoint("gateway"))
+                for slot, (name, run) in enumerate(sorted(engines.items()))
+            ]
+        )
+        (workdir / "router").mkdir(parents=True, exist_ok=True)
+        registry_file = workdir / "router" / "engines.json"
+        registry_file.write_text(registry.model_dump_json(indent=2))
+        router = start_service(
+            "callback-router",
+            "callback_router",
+            workdir / "router",
+            env={
+                "PHEE_ROUTER_FSP_ID": OUR_FSP,
+                "PHEE_ROUTER_REGISTRY_FILE": str(registry_file),
+                "PHEE_ROUTER_DATABASE_URL": f"sqlite:///{workdir / 'router' / 'router.db'}",
+                "PHEE_ROUTER_SWITCH_URL": switch_url,
+                "PHEE_ROUTER_ADMIN_TOKEN": site_secrets["router_admin_token"],
+            },
+        )
+        started.append(router)
+
+        workers: dict[str, Running] = {}
+        for info in registry.engines:
+            wdir = workdir / f"workers-{info.name}"
+            env = {
+                "PHEE_ENGINE_NAME": info.name,
+                "PHEE_ENGINE_SLOT": str(info.slot),
+                "PHEE_ENGINE_GATEWAY": info.gateway,
+                "PHEE_ENGINE_FSP_ID": OUR_FSP,
+                "PHEE_ENGINE_SWITCH_URL": switch_url,
+                "PHEE_ENGINE_ROUTER_URL": router.endpoint("http"),
+                "PHEE_ENGINE_AMS_URL": ams.endpoint("http"),
+                "PHEE_ENGINE_STORE_URL": f"sqlite:///{wdir / 'engine.db'}",
+                "PHEE_ENGINE_ILP_SECRET": site_secrets["ilp"],
+                "PHEE_ENGINE_ROUTER_ADMIN_TOKEN": site_secrets["router_admin_token"],
+                **(extra_engine_env or {}),
+            }
+            run = start_service(
+                f"workers-{info.name}", "engine_workers", wdir, env=env, deadline_s=60
+            )
+            run.extra["engine"] = info.name
+            started.append(run)
+            workers[info.name] = run
+
+        # Now the engines' channel APIs are known: the router uses them to ask for resends.
+        registry = contract.EngineRegistry(
+            engines=[
+                e.model_copy(update={"channel_url": workers[e.name].endpoint("http")})
+                for e in registry.engines
+            ]
+        )
+        tmp = registry_file.with_suffix(".tmp")
+        tmp.write_text(registry.model_dump_json(indent=2))
+        tmp.replace(registry_file)
+
+        if switch is not None:
+            httpx.put(
+                f"{switch_url}/admin/dfsps/{OUR_FSP}",
+                json={
+                    "callbackBase": router.endpoint("http"),
+                    "parties": [
+                        {"partyIdType": "MSISDN", "partyIdentifier": payer_party(i)}
+                        for i in range(payers)
+                    ],
+                },
+                timeout=10,
+            ).raise_for_status()
+        return PaymentStack(ams, switch or router, router, workers, started, site_secrets)
+    except BaseException:
+        for run in reversed(started):
+            stop_service(run)
+        raise
+
+
+def _open_accounts(ams: Running, payers: int, payees: int, balance: str) -> None:
+    base = ams.endpoint("http")
+    with httpx.Client(base_url=base, timeout=10) as http:
+        for i in range(payers):
+            _open(http, payer_party(i), f"Payer {i}", balance)
+        for i in range(payees):
+            _open(http, payee_party(i), f"Payee {i}", "0")
+
+
+def _open(http: httpx.Client, ident: str, name: str, balance: str) -> None:
+    resp = http.post(
+        "/accounts",
+        json={
+            "partyIdType": "MSISDN",
+            "partyIdentifier": ident,
+            "currency": CURRENCY,
+            "name": name,
+            "openingBalance": balance,
+        },
+    )
+    if resp.status_code not in (201, 409):
+        raise RuntimeError(f"AMS refused account {ident}: {resp.status_code} {resp.text}")
+
+
+def transfer_request(payer: str, payee: str, amount: str) -> dict[str, Any]:
+    """A PH-EE channel transfer body."""
+    return {
+        "payer": {"partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": payer}},
+        "payee": {"partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": payee}},
+        "amount": {"amount": amount, "currency": CURRENCY},
+    }
+
+
+def wait_final(
+    http: httpx.Client, transaction_id: str, deadline_s: float = 120.0, tenant: str = TENANT
+) -> dict[str, Any]:
+    """Poll the engine's own status API until the payment is final."""
+    end = time.monotonic() + deadline_s
+    last: dict[str, Any] = {}
+    while time.monotonic() < end:
+        resp = http.get(
+            f"/channel/transfer/{transaction_id}", headers={"Platform-TenantId": tenant}
+        )
+        if resp.status_code == 200:
+            last = resp.json()
+            if last.get("final"):
+                return last
+        time.sleep(0.2)
+    raise TimeoutError(f"payment {transaction_id} not final after {deadline_s} s: {last}")
