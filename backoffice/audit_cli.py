@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from backoffice.audit import check
 from backoffice.db import Database, DatabaseError
 from backoffice.settings import BackofficeSettings
-from phee.service.settings import settings_problems
+from phee.service.startup import settings_problems
 
 
 def _parser() -> argparse.ArgumentParser:

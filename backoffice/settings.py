@@ -46,8 +46,6 @@ class BackofficeSettings(ComponentSettings):
     poll_ms: int = Field(default=500, ge=10)
     #: how often Kafka metadata is refreshed (finds new engine topics)
     metadata_max_age_ms: int = Field(default=5000, ge=1000)
-    #: Prometheus port of the importer (0 = none)
-    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # -- audit --------------------------------------------------------------------------------
     #: HMAC key of the audit chain; whoever edits the database without it cannot re-seal it

@@ -35,7 +35,7 @@ from phee.fspiop import headers as fh
 from phee.fspiop.errors import FspiopError
 from phee.fspiop.jws import PeerKeys
 from phee.fspiop.schemas import schemas
-from phee.service import instrument
+from phee.service import instrument, payment_context
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,23 @@ def create_app(
     return app
 
 
+def _transaction_of(inbound: Inbound) -> str | None:
+    """The transactionId a request names, if any (quotes carry it, transfers in the ILP packet),
+    so the log lines about it can be found by it."""
+    body = inbound.body
+    if not isinstance(body, dict):
+        return None
+    found = body.get("transactionId")
+    if isinstance(found, str):
+        return found
+    if inbound.method == "POST" and "ilpPacket" in body:
+        try:
+            return ilp_transaction_id(body)
+        except FspiopError:
+            return None
+    return None
+
+
 def _fspiop_routes(app: FastAPI, service: RouterService, keys: PeerKeys | None) -> None:
     put_parties_signed = service.settings.jws_put_parties
 
@@ -152,7 +169,8 @@ def _fspiop_routes(app: FastAPI, service: RouterService, keys: PeerKeys | None) 
                     put_parties_signed=put_parties_signed,
                 )
                 started = time.perf_counter()
-                await action(service, inbound, params)
+                with payment_context(_transaction_of(inbound)):
+                    await action(service, inbound, params)
                 service.metrics.routing_seconds.labels(resource, method).observe(
                     time.perf_counter() - started
                 )

@@ -18,7 +18,7 @@ from engine_workers import bpmn, channel, failures, tasks_payee, tasks_payer
 from engine_workers.runtime import Runtime
 from engine_workers.settings import EngineSettings
 from phee import contract
-from phee.service import configure_logging, load_settings, uvicorn_config
+from phee.service import load_settings, uvicorn_config
 
 log = logging.getLogger("engine_workers")
 
@@ -62,7 +62,6 @@ async def run(settings: EngineSettings) -> None:
 
 def main() -> None:
     settings = load_settings(EngineSettings, "engine workers")
-    configure_logging(settings.service)
     asyncio.run(run(settings))
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine_workers.runtime import Runtime
 from phee.fspiop import ids
 from phee.fspiop.errors import FspiopError
-from phee.service import instrument
+from phee.service import bind_transaction, instrument
 
 log = logging.getLogger("engine_workers.channel")
 
@@ -87,6 +87,7 @@ def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], boo
         ] = None,
     ) -> JSONResponse:
         transaction_id = ids.new_id(s.slot, s.id_kind)
+        bind_transaction(transaction_id)  # this request's log lines carry it
         request = body.model_dump(exclude_none=True)
         payment, created = await rt.store.create(
             transaction_id,

@@ -16,6 +16,8 @@ from typing import Any
 
 from pyzeebe import Job, JobController
 
+from phee.service import payment_context
+
 log = logging.getLogger("engine_workers.failures")
 
 BACKOFF_BASE_MS = 500
@@ -52,6 +54,11 @@ def backoff_ms(retries_left: int, configured: int = 3) -> int:
 
 async def handle(exc: Exception, job: Job, controller: JobController) -> None:
     """pyzeebe exception handler implementing the policy above."""
+    with payment_context(job.variables.get("transactionId")):
+        await _handle(exc, job, controller)
+
+
+async def _handle(exc: Exception, job: Job, controller: JobController) -> None:
     if isinstance(exc, Rejected):
         log.info("job %s %s rejected: %s", job.type, job.key, exc)
         await controller.set_error_status(

@@ -11,6 +11,8 @@ from typing import Any
 
 from pyzeebe import Job, ZeebeWorker
 
+from phee.service import payment_context
+
 Handler = Callable[[Job], Awaitable[dict[str, Any]]]
 
 
@@ -24,7 +26,8 @@ def add_task(
     """Register `handler` for `task_type`; `fetch` names the variables it needs (None: all)."""
 
     async def run(job: Job, **_fetched: Any) -> dict[str, Any]:
-        return await handler(job)
+        with payment_context(job.variables.get("transactionId")):
+            return await handler(job)
 
     run.__name__ = getattr(handler, "__name__", task_type)
     decorate = worker.task(

@@ -15,7 +15,7 @@ import sys
 import kopf
 from prometheus_client import start_http_server
 
-from phee.service import configure_logging, load_settings
+from phee.service import load_settings
 from phee_operator.handlers import register
 from phee_operator.kube import connect
 from phee_operator.kube.lease import LeaderElector
@@ -79,7 +79,6 @@ async def run(settings: OperatorSettings) -> int:
 
 def main() -> None:
     settings = load_settings(OperatorSettings, "phee-operator")
-    configure_logging(settings.service)
     sys.exit(asyncio.run(run(settings)))
 
 

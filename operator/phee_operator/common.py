@@ -74,6 +74,15 @@ def content_hash(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    """An environment variable read from a key of a Secret (never a literal value)."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+#: where the image holds the FSPIOP OpenAPI documents (`@mojaloop/api-snippets` docs/)
+FSPIOP_SCHEMAS_DIR = "/opt/phee/fspiop-schemas"
+
+
 def secret_volume(name: str, secret: str) -> dict[str, Any]:
     return {"name": name, "secret": {"secretName": secret, "defaultMode": 0o440}}
 

@@ -23,10 +23,11 @@ from phee_operator.common import (
     labels,
     metadata,
     restricted_security,
+    secret_env,
     secret_volume,
     selector,
 )
-from phee_operator.model import Engine, Hub
+from phee_operator.model import SECRET_KEY_ILP, SECRET_KEY_ROUTER_ADMIN, Engine, Hub
 
 KIND = "PaymentEngine"
 GATEWAY_PORT = 26500
@@ -327,6 +328,8 @@ def workers_deployment(engine: Engine, hub: Hub) -> Manifest:
         {"name": "PHEE_ENGINE_FSPIOP_VERSION", "value": hub.spec.switch.fspiop_version},
         {"name": "PHEE_ENGINE_MAX_JOBS", "value": str(w.max_jobs)},
         {"name": "PHEE_ENGINE_STORE_URL", "value": "sqlite:////var/lib/phee/engine.db"},
+        secret_env("PHEE_ENGINE_ILP_SECRET", hub.secret_name, SECRET_KEY_ILP),
+        secret_env("PHEE_ENGINE_ROUTER_ADMIN_TOKEN", hub.secret_name, SECRET_KEY_ROUTER_ADMIN),
     ]
     if hub.spec.ams_url:
         env.append({"name": "PHEE_ENGINE_AMS_URL", "value": hub.spec.ams_url})

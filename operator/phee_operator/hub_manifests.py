@@ -13,17 +13,19 @@ from typing import Any
 
 from phee import contract
 from phee_operator.common import (
+    FSPIOP_SCHEMAS_DIR,
     Manifest,
     deployment,
     http_probe,
     labels,
     metadata,
     restricted_security,
+    secret_env,
     secret_volume,
     selector,
 )
 from phee_operator.engine_manifests import CHANNEL_PORT, gateway_address
-from phee_operator.model import Engine, Hub
+from phee_operator.model import SECRET_KEY_AUDIT, SECRET_KEY_ROUTER_ADMIN, Engine, Hub
 
 KIND = "PaymentHub"
 REGISTRY_DIR = "/etc/phee/registry"
@@ -85,8 +87,8 @@ def registry_config_map(hub: Hub, views: list[EngineView]) -> Manifest:
     }
 
 
-def _secret_env(name: str, secret: str) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}}}
+def _database_url(name: str, secret: str) -> dict[str, Any]:
+    return secret_env(name, secret, "url")
 
 
 def _deployment(
@@ -120,6 +122,8 @@ def router(hub: Hub) -> list[Manifest]:
         {"name": "PHEE_ROUTER_TENANT", "value": hub.spec.tenants[0].name},
         {"name": "PHEE_ROUTER_REGISTRY_FILE", "value": f"{REGISTRY_DIR}/{REGISTRY_KEY}"},
         {"name": "PHEE_ROUTER_SWITCH_URL", "value": hub.spec.switch.url},
+        secret_env("PHEE_ROUTER_ADMIN_TOKEN", hub.secret_name, SECRET_KEY_ROUTER_ADMIN),
+        {"name": "PHEE_FSPIOP_SCHEMAS_DIR", "value": FSPIOP_SCHEMAS_DIR},
     ]
     volumes = [_registry_volume(hub), {"name": "state", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [
@@ -127,7 +131,7 @@ def router(hub: Hub) -> list[Manifest]:
         {"name": "state", "mountPath": "/var/lib/phee"},
     ]
     if r.database_secret_name:
-        env.append(_secret_env("PHEE_ROUTER_DATABASE_URL", r.database_secret_name))
+        env.append(_database_url("PHEE_ROUTER_DATABASE_URL", r.database_secret_name))
     else:
         env.append(
             {"name": "PHEE_ROUTER_DATABASE_URL", "value": "sqlite:////var/lib/phee/router.db"}
@@ -175,7 +179,8 @@ def router(hub: Hub) -> list[Manifest]:
 def _backoffice_env(hub: Hub) -> list[dict[str, Any]]:
     b = hub.spec.back_office
     env: list[dict[str, Any]] = [
-        _secret_env("PHEE_BACKOFFICE_DATABASE_URL", b.database_secret_name),
+        _database_url("PHEE_BACKOFFICE_DATABASE_URL", b.database_secret_name),
+        secret_env("PHEE_BACKOFFICE_AUDIT_KEY", hub.secret_name, SECRET_KEY_AUDIT),
         {
             "name": "PHEE_BACKOFFICE_TENANTS",
             "value": json.dumps([t.name for t in hub.spec.tenants]),
@@ -201,7 +206,9 @@ def back_office(hub: Hub) -> list[Manifest]:
             "command": ["python", "-m", "backoffice", "importer"],
             "env": [
                 *_backoffice_env(hub),
-                {"name": "PHEE_BACKOFFICE_METRICS_PORT", "value": str(IMPORTER_METRICS_PORT)},
+                # the importer serves /healthz, /readyz and /metrics
+                {"name": "PHEE_HOST", "value": "0.0.0.0"},  # noqa: S104 - pod network
+                {"name": "PHEE_PORT", "value": str(IMPORTER_METRICS_PORT)},
             ],
             "ports": [{"name": "metrics", "containerPort": IMPORTER_METRICS_PORT}],
             "resources": b.resources.as_dict(),

@@ -131,8 +131,15 @@ class Certificates(_Spec):
     peer_jws_secret_name: str | None = Field(default=None, alias="peerJwsSecretName")
 
 
+# Key names (not values) in the hub's Secret (spec.secretName).
+SECRET_KEY_ILP = "ilp-secret"  # noqa: S105
+SECRET_KEY_ROUTER_ADMIN = "router-admin-token"  # noqa: S105
+SECRET_KEY_AUDIT = "audit-key"  # noqa: S105
+
+
 class HubSpec(_Spec):
     dfsp_id: str = Field(alias="dfspId")
+    secret_name: str | None = Field(default=None, alias="secretName")
     image: str = "phee:0.1.0"
     tenants: list[Tenant] = Field(min_length=1)
     switch: SwitchSpec
@@ -168,6 +175,11 @@ class Engine(_Spec):
 class Hub(_Spec):
     meta: Meta
     spec: HubSpec
+
+    @property
+    def secret_name(self) -> str:
+        """The Secret with the site's own secrets (ILP secret, admin token, audit key)."""
+        return self.spec.secret_name or f"{self.meta.name}-secrets"
 
 
 def meta_of(body: dict[str, Any]) -> Meta:

@@ -1,8 +1,8 @@
 """The service runtime every image ships: health, metrics, serving, settings and logs.
 
-Every service is a module with a `main()` that loads its settings (`load_settings`), builds a
-FastAPI app, gives it `/healthz`, `/readyz` and `/metrics` (`instrument`) and serves it (`serve`)
-with JSON logs until SIGTERM.
+Every service is a module with a `main()` that loads its settings and sets up its JSON logs
+(`load_settings`, which refuses to start without a secret), builds a FastAPI app, gives it
+`/healthz`, `/readyz` and `/metrics` (`instrument`) and serves it (`serve`) until SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from phee.service.logs import bind_transaction, configure_logging, payment_context
-from phee.service.settings import (
-    ComponentSettings,
-    MissingSecretError,
-    ServiceSettings,
-    load_settings,
-)
+from phee.service.settings import ComponentSettings, MissingSecretError, ServiceSettings
+from phee.service.startup import load_settings
 
 __all__ = [
     "ComponentSettings",
@@ -75,6 +71,6 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Serve until SIGTERM/SIGINT (uvicorn finishes in-flight requests), logging as configured."""
-    configure_logging(settings)
+    """Serve until SIGTERM/SIGINT (uvicorn finishes in-flight requests); the logs are set up by
+    `load_settings`."""
     uvicorn.Server(uvicorn_config(app, settings)).run()

@@ -33,9 +33,10 @@ def current_transaction() -> str | None:
 
 
 @contextmanager
-def payment_context(transaction_id: str | None) -> Iterator[None]:
-    """Tag what is logged inside the block with `transaction_id`."""
-    token = _TRANSACTION.set(transaction_id)
+def payment_context(transaction_id: object) -> Iterator[None]:
+    """Tag what is logged inside the block with `transaction_id` (anything but a non-empty
+    string, such as a variable a job did not fetch, tags nothing)."""
+    token = _TRANSACTION.set(transaction_id if isinstance(transaction_id, str) else None)
     try:
         yield
     finally:

@@ -3,17 +3,17 @@
 Each component has one typed settings class (its own `PHEE_<COMPONENT>_*` variables) built on
 `ComponentSettings`, which carries the shared `ServiceSettings` (`PHEE_HOST`, `PHEE_PORT`,
 `PHEE_LOG_LEVEL`, `PHEE_LOG_FORMAT`, `PHEE_DEV_MODE`). A secret field has no default: outside the
-development mode a process started without it refuses to start and names the variable; with
-`PHEE_DEV_MODE=true` it takes a development value that is public and fit for a laptop only.
+development mode a process started without it refuses to start and names the variable
+(`phee.service.startup.load_settings`); with `PHEE_DEV_MODE=true` it takes a development value
+that is public and fit for a laptop only.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from typing import ClassVar, Literal, NoReturn, Self, TypeVar
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_MODE_ENV = "PHEE_DEV_MODE"
@@ -49,6 +49,12 @@ class ComponentSettings(BaseSettings):
 
     #: secret field -> the value it takes in the development mode (and only there)
     dev_secrets: ClassVar[Mapping[str, str]] = {}
+    #: the variables that took their development value (logged at start)
+    _dev_values: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def dev_values_used(self) -> list[str]:
+        return list(self._dev_values)
 
     @classmethod
     def env_name(cls, field: str) -> str:
@@ -75,45 +81,15 @@ class ComponentSettings(BaseSettings):
                 continue
             if self.service.dev_mode:
                 setattr(self, name, SecretStr(dev_value))
+                self._dev_values.append(self.env_name(name))
             else:
                 missing.append(self.env_name(name))
         if missing:
+            names = " and ".join(missing)
             raise MissingSecretError(
-                f"secret {', '.join(missing)} is not set, and secrets have no defaults; set it "
-                f"(in Kubernetes from a Secret), or set {DEV_MODE_ENV}=true for a local trial "
-                "with public development values"
+                f"secret{'s' if len(missing) > 1 else ''} {names} "
+                f"{'are' if len(missing) > 1 else 'is'} not set, and secrets have no defaults; "
+                f"set {'them' if len(missing) > 1 else 'it'} (in Kubernetes from a Secret), or set "
+                f"{DEV_MODE_ENV}=true for a local trial with public development values"
             )
         return self
-
-
-S = TypeVar("S", bound=BaseSettings)
-
-
-def load_settings(cls: type[S], service_name: str) -> S:
-    """The settings from the environment, or exit 2 with one line per problem, naming the
-    environment variable (a service without its secret refuses to start)."""
-    try:
-        return cls()
-    except ValidationError as err:
-        refuse(service_name, settings_problems(cls, err))
-
-
-def refuse(service_name: str, problems: list[str]) -> NoReturn:
-    print(f"{service_name} cannot start:", file=sys.stderr)
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
-    sys.exit(2)
-
-
-def settings_problems(cls: type[BaseSettings], err: ValidationError) -> list[str]:
-    """One line per problem, each naming the environment variable it concerns."""
-    prefix = str(cls.model_config.get("env_prefix", ""))
-    problems = []
-    for error in err.errors():
-        loc = [str(part) for part in error["loc"]]
-        message = error["msg"].removeprefix("Value error, ")
-        if loc:
-            problems.append(f"{(prefix + loc[0]).upper()}: {message}")
-        else:
-            problems.append(message)
-    return problems
