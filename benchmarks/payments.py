@@ -7,7 +7,7 @@ payments that end COMMITTED count. Latency is the engine's own record: from the 
 to the recorded final state. Where the time goes is shown as CPU seconds per payment for each
 process, read from /proc before and after the run.
 
-    uv run python loadtests/payments.py --rate 20 --duration 30
+    uv run python benchmarks/payments.py --rate 20 --duration 30
 
 A warm-up (300 payments at 15/s by default) is sent and not counted, so the figure is the
 steady state rather than the JVMs compiling their hot paths.

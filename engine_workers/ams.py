@@ -1,7 +1,7 @@
 """The AMS connector: what an engine needs from the DFSP's core banking system.
 
 `Ams` is the interface the tasks use; `ReferenceAms` is the adapter for the reference AMS
-(peers/reference_ams). A bank's own core system gets its own adapter behind the same interface.
+(doubles/reference_ams). A bank's own core system gets its own adapter behind the same interface.
 Errors are mapped for the job policy: a refusal with an FSPIOP code is `Rejected`, no answer or
 5xx is `Transient`. Every money operation is idempotent by transactionId on the AMS side, so a
 retried job cannot debit or credit twice.
@@ -45,7 +45,7 @@ class AmsRefusal(Rejected):
 
 
 class ReferenceAms:
-    """HTTP adapter for peers/reference_ams."""
+    """HTTP adapter for doubles/reference_ams."""
 
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)

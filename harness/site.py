@@ -2,9 +2,9 @@
 
 One Kafka, N Zeebe engines each exporting to its own topic, Elasticsearch for the back office,
 Prometheus scraping every engine and service, and the payment stack (reference AMS, switch
-double, callback router, each engine's workers and channel API). It sends sample payments
-through the engines, prints their final states and what reached Kafka, then runs until Ctrl-C.
-The back office joins here with its issue.
+double, callback router, each engine's workers and channel API), and the back office (importer
+and operations API on SQLite). It sends sample payments through the engines, prints their final
+states, what reached Kafka and what the back office holds, then runs until Ctrl-C.
 """
 
 from __future__ import annotations

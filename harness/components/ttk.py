@@ -52,7 +52,7 @@ SHARED_DIRS = ("secrets", "examples")
 #: Loaded with `node -r` before the TTK: every TCP listen goes to 127.0.0.1, and the fixed
 #: ports in PHEE_PORT_MAP ("4040:p1,5050:p2") go to the free ports chosen by `start`.
 LOOPBACK_PRELOAD = r"""'use strict'
-// Written by phee (phee/components/ttk.py): keep the Testing Toolkit on loopback, free ports.
+// Written by phee (harness/components/ttk.py): keep the Testing Toolkit on loopback, free ports.
 const net = require('net')
 const HOST = '127.0.0.1'
 const portMap = new Map()
