@@ -35,10 +35,10 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backoffice import audit, queries
-from backoffice.auth import (
+from backoffice.auth.authenticator import Authenticator
+from backoffice.auth.principal import (
     READ_AUDIT,
     READ_TRANSFERS,
-    Authenticator,
     AuthError,
     KeysUnavailable,
     Principal,

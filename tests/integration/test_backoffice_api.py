@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from backoffice import schema
 from backoffice.api import create_app
-from backoffice.auth import create_api_key, revoke_api_key
+from backoffice.auth.keystore import create_api_key, revoke_api_key
 from backoffice.db import Database
 from backoffice.settings import BackofficeSettings
 from tests.support import poll
