@@ -14,7 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from backoffice.auth import ROLES, create_api_key, list_api_keys, revoke_api_key
+from backoffice.auth.keystore import create_api_key, list_api_keys, revoke_api_key
+from backoffice.auth.principal import ROLES
 from backoffice.db import Database
 from backoffice.settings import BackofficeSettings
 

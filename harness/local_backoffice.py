@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from backoffice.auth import create_api_key
+from backoffice.auth.keystore import create_api_key
 from backoffice.db import Database
 from harness.components import Running
 from harness.services import start_service

@@ -29,8 +29,8 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
-from backoffice.api import create_app
-from backoffice.auth import create_api_key, revoke_api_key
+from backoffice.api.routes import create_app
+from backoffice.auth.keystore import create_api_key, revoke_api_key
 from backoffice.db import Database
 from backoffice.settings import BackofficeSettings
 from tests.support import poll

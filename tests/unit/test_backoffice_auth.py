@@ -19,19 +19,16 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
 from backoffice import schema
-from backoffice.auth import (
-    Authenticator,
-    AuthError,
-    JwksCache,
-    JwtVerifier,
-    KeysUnavailable,
-    Principal,
+from backoffice.auth.authenticator import Authenticator
+from backoffice.auth.bearer import JwksCache, JwtVerifier
+from backoffice.auth.keystore import (
     create_api_key,
     list_api_keys,
     parse_api_key,
     revoke_api_key,
     verify_api_key,
 )
+from backoffice.auth.principal import AuthError, KeysUnavailable, Principal
 from backoffice.db import Database
 
 ISSUER = "https://idp.phee.test/realms/ops"
