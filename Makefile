@@ -11,9 +11,11 @@ bootstrap:
 fetch: bootstrap
 	$(UV_RUN) phee components fetch
 
+# ruff, then the import rules (docs/architecture.md: layers, one adapter per external system).
 lint: bootstrap
 	$(UV_RUN) ruff check .
 	$(UV_RUN) ruff format --check .
+	$(UV_RUN) lint-imports --no-cache
 
 typecheck: bootstrap
 	$(UV_RUN) mypy

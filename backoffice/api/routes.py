@@ -32,7 +32,7 @@ from backoffice.auth.principal import Principal
 from backoffice.db import Database, DatabaseError
 from backoffice.settings import BackofficeSettings
 from phee.fspiop.errors import FspiopError
-from phee.service import configure_logging, instrument, load_settings, serve
+from phee.service import instrument, load_settings, serve
 
 log = logging.getLogger("backoffice.api")
 
@@ -206,7 +206,6 @@ def _database_ready(db: Database) -> bool:
 def main() -> None:
     """Migrate the control schema, provision every configured tenant, serve the API."""
     settings = load_settings(BackofficeSettings, "back-office operations API")
-    configure_logging(settings.service)
     db = Database(settings.database_url)
     db.migrate_control()
     for tenant in settings.tenants:
