@@ -38,14 +38,17 @@ class OperatorSettings(ComponentSettings):
     #: port of /metrics, also the liveness probe (a standby answers too; kopf's own liveness
     #: endpoint exists only while it runs, which would restart every standby); 0 = none
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: the pod's namespace and name, from the downward API (deploy/deployment.yaml)
+    pod_namespace: str = Field(default="", validation_alias="POD_NAMESPACE")
+    pod_name: str = Field(default="", validation_alias="POD_NAME")
 
     @model_validator(mode="after")
     def _fill(self) -> OperatorSettings:
         if not self.lease_namespace:
             ns = _SA_NAMESPACE.read_text().strip() if _SA_NAMESPACE.exists() else "default"
-            self.lease_namespace = os.environ.get("POD_NAMESPACE", ns)
+            self.lease_namespace = self.pod_namespace or ns
         if not self.identity:
-            self.identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+            self.identity = self.pod_name or f"{socket.gethostname()}-{os.getpid()}"
         if self.renew_every_s >= self.lease_duration_s:
             raise ValueError("renew_every_s must be shorter than lease_duration_s")
         return self

@@ -12,6 +12,7 @@ import yaml
 from phee_operator import engine_manifests as em
 from phee_operator import hub_manifests as hm
 from phee_operator.model import Engine, Hub, engine_of, hub_of
+from phee_operator.settings import OperatorSettings
 from pydantic_settings import BaseSettings
 
 from backoffice.settings import BackofficeSettings
@@ -33,9 +34,10 @@ SHARED: tuple[type[BaseSettings], ...] = (ServiceSettings, FspiopSchemaSettings)
 
 
 def env_names(cls: type[BaseSettings]) -> set[str]:
+    """The variables a settings class reads (its prefix + field, or the field's alias)."""
     prefix = str(cls.model_config.get("env_prefix", ""))
     return {
-        f"{prefix}{name}".upper()
+        str(field.validation_alias) if field.validation_alias else f"{prefix}{name}".upper()
         for name, field in cls.model_fields.items()
         if not field.exclude  # the nested shared part is read under its own names
     }
@@ -116,3 +118,14 @@ def test_the_settings_classes_declare_their_secrets() -> None:
             name for name, field in cls.model_fields.items() if "SecretStr" in str(field.annotation)
         }
         assert secret_fields == set(cls.dev_secrets), cls.__name__
+
+
+def test_the_operators_own_deployment_sets_only_its_settings() -> None:
+    docs = yaml.safe_load_all((ROOT / "operator/deploy/deployment.yaml").read_text())
+    (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "phee_operator"]
+    names = {e["name"] for e in container["env"]}
+    known = env_names(OperatorSettings) | env_names(ServiceSettings)
+    assert names <= known, sorted(names - known)
+    assert {"POD_NAME", "POD_NAMESPACE"} <= names
