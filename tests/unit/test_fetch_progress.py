@@ -199,6 +199,8 @@ def test_last_line_keeps_the_newest_state_of_a_rewritten_line(tmp_path: Path) ->
     log = tmp_path / "tool.log"
     log.write_bytes(b"first\nhalf 10%\rhalf 50%\rhalf 90%\n\n")
     assert progress.last_line(log) == "half 90%"
+    log.write_bytes(b"\x1b[1;34mINFO\x1b[m Downloading x.jar\n\x1b[0m\x1b[0m\n")  # mvn's colours
+    assert progress.last_line(log) == "INFO Downloading x.jar"
     assert progress.last_line(tmp_path / "missing.log") == ""
 
 
