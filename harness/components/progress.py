@@ -62,7 +62,7 @@ class Reporter:
 
     def done(self, name: str, version: str, state: str, seconds: float, size_mb: float) -> None:
         """A fetch's last line: name, version, downloaded/cached/FAILED, seconds, megabytes."""
-        self.line(f"{name:<14} {version:<24} {state:<10} {seconds:7.1f} s {size_mb:9.1f} MB")
+        self.line(f"{name:<18} {version:<24} {state:<10} {seconds:7.1f} s {size_mb:9.1f} MB")
 
 
 _REPORTER = Reporter()
@@ -162,7 +162,7 @@ def fetching(
     outer = _CURRENT.get()
     if outer is not None:
         outer.paused += 1
-    rep.line(f"{name:<14} {version:<24} fetching into {folder}")
+    rep.line(f"{name:<18} {version:<24} fetching into {folder}")
     token = _CURRENT.set(scope)
     scope.start()
     state = "FAILED"
