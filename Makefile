@@ -7,7 +7,8 @@ PYTEST := $(UV_RUN) pytest
 bootstrap:
 	@scripts/bootstrap.sh
 
-# Downloads only what is not cached yet; prints what it downloaded and how long it took.
+# Downloads everything the tests use that is not cached yet (the Kubernetes build included),
+# printing each component's start, progress every few seconds, and end.
 fetch: bootstrap
 	$(UV_RUN) phee components fetch
 
@@ -38,8 +39,9 @@ test-e2e: fetch
 test: fetch lint typecheck
 	$(PYTEST)
 
-# The main job: the local multi-engine site, until Ctrl-C.
-site: fetch
+# The main job: the local multi-engine site, until Ctrl-C. `phee site up` fetches what the site
+# runs (and only that: no Kubernetes build), printing its progress, before it starts anything.
+site: bootstrap
 	$(UV_RUN) phee site up
 
 clean-state:

@@ -14,9 +14,11 @@ from harness.components import ComponentError, manager
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    for res in manager.fetch(args.names):
-        what = "downloaded" if res.downloaded else "cached"
-        print(f"{res.name:<14} {res.version:<24} {what:<10} {res.seconds:7.1f} s")
+    # Each component prints its own lines as it goes (start, heartbeats, end); then a total.
+    results = manager.fetch(args.names)
+    downloaded = sum(1 for res in results if res.downloaded)
+    total = sum(res.seconds for res in results)
+    print(f"fetch: {downloaded} downloaded, {len(results) - downloaded} cached, {total:.1f} s")
     return 0
 
 

@@ -22,12 +22,17 @@ import httpx
 
 from harness import local_backoffice as backoffice_local
 from harness import stack as stack_mod
-from harness.components import Running, get
+from harness.components import Running, get, manager
 from harness.components.base import http_json
 from harness.components.prometheus import set_target_groups
 from harness.engine_smoke import exported_records
 from harness.services import stop_service
 from phee.zeebe_export import topic_for
+
+#: what the site runs: the servers it starts, and the FSPIOP documents every service of ours
+#: reads (`harness.services`); the Java runtime comes with the servers. Its services keep their
+#: data in SQLite, so no PostgreSQL or MariaDB; no Kubernetes, no Testing Toolkit.
+SITE_COMPONENTS: tuple[str, ...] = ("kafka", "zeebe", "elasticsearch", "prometheus", "api-snippets")
 
 
 @dataclass
@@ -164,11 +169,16 @@ def sample_payments(payments: stack_mod.PaymentStack, count: int) -> list[dict[s
             client.close()
 
 
+def fetch() -> None:
+    """Fetch what the site runs and nothing else, with progress, before anything starts."""
+    print(f"site: fetching {', '.join(SITE_COMPONENTS)} (cached ones take no time)")
+    manager.fetch(SITE_COMPONENTS)
+
+
 def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> int:
     """Start the site, prove it with sample payments, run until Ctrl-C/SIGTERM or duration."""
     names = [f"engine-{chr(ord('a') + i)}" for i in range(engines)]
-    for name in ("kafka", "zeebe", "elasticsearch", "prometheus"):
-        get(name).fetch()
+    fetch()
     stop_event = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -176,7 +186,11 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
 
     previous = signal.signal(signal.SIGTERM, _on_signal)
     t0 = time.monotonic()
-    site = start(workdir, names)
+    try:
+        site = start(workdir, names)
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
     payment_stack: stack_mod.PaymentStack | None = None
     back_office: list[Running] = []
     try:

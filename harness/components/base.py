@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.components import progress
+
 LOG_TAIL_LINES = 60
 
 
@@ -284,12 +286,17 @@ class Artifact(abc.ABC):
         return self._marker.exists()
 
     def fetch(self) -> bool:
-        """Download into the cache unless already there; True when something was downloaded."""
+        """Download into the cache unless already there; True when something was downloaded.
+
+        A download reports its progress (a start line, heartbeats, an end line; see
+        `progress`); a cached artifact prints nothing here.
+        """
         if self.is_cached():
             return False
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self._fetch()
-        self._marker.write_text(f"{self.name} {self.version}\n")
+        with progress.fetching(self.name, self.version, self.cache_dir):
+            self._fetch()
+            self._marker.write_text(f"{self.name} {self.version}\n")
         return True
 
     @abc.abstractmethod

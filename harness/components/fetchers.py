@@ -2,53 +2,141 @@
 
 Maven Central through `mvn` (maven-dependency-plugin), PyPI through `pip`, npm through `npm`,
 Debian through `apt-get download` + `dpkg-deb -x` (no root-owned services, nothing installed
-system-wide, so every version lives side by side in the cache).
+system-wide, so every version lives side by side in the cache). Every tool runs through `run`,
+which logs its output under the cache and reports its progress (`progress`) while it works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.components.base import FetchError, cache_root
+from harness.components import progress
+from harness.components.base import FetchError, cache_root, tail
 
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+#: lines of a failed step's log quoted in its FetchError
+FAILURE_TAIL_LINES = 40
+#: a step log's file name is cut to this many characters
+LOG_NAME_MAX = 80
 
 
 def _mvn() -> list[str]:
     """`mvn` with its local repository under $HOME (Maven itself uses the passwd home, so a
-    run with another HOME, like a cold-cache measurement, would silently reuse the old one)."""
-    return ["mvn", "-B", "-q", f"-Dmaven.repo.local={Path.home() / '.m2' / 'repository'}"]
+    run with another HOME, like a cold-cache measurement, would silently reuse the old one).
+    Batch mode without `-q`: one "Downloading/Downloaded from central" line per file, into the
+    step's log (what the heartbeat quotes)."""
+    return ["mvn", "-B", "-Dstyle.color=never", f"-Dmaven.repo.local={_maven_repo()}"]
 
 
-def run(cmd: Sequence[str], *, cwd: Path | None = None, what: str, timeout_s: float = 1800) -> str:
-    """Run a fetch command; on failure raise FetchError with the command and its output tail."""
-    try:
-        proc = subprocess.run(
-            list(cmd),
-            cwd=str(cwd) if cwd else None,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
+def _maven_repo() -> Path:
+    return Path.home() / ".m2" / "repository"
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    what: str,
+    timeout_s: float = 1800,
+    watch: Path | None = None,
+    capture_stdout: bool = False,
+) -> str:
+    """Run a fetch tool as a step of the current fetch's progress (see `progress`).
+
+    Its output streams into a log file under the cache (`logs/<fetch>/<what>.log`, replaced by
+    the next run of the same step), not into memory; the heartbeat quotes the log's last line
+    and the size of `watch` (the folder being filled). On failure or timeout the tool's process
+    group is killed and FetchError quotes the command, the log's path and its tail. With
+    `capture_stdout`, stdout goes to its own file and is returned (stderr still to the log).
+    """
+    log_path = step_log_path(what)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path = log_path.with_name(log_path.name + ".stdout") if capture_stdout else None
+    shown = " ".join(cmd)
+    with (
+        progress.step(what, tool_name(cmd), log_path, watch),
+        log_path.open("wb") as log,
+        out_path.open("wb") if out_path else contextlib.nullcontext(log) as out,
+    ):
+        try:
+            proc = subprocess.Popen(
+                list(cmd),
+                cwd=str(cwd) if cwd else None,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=log,
+                start_new_session=True,  # its process group dies with it (go's compilers)
+            )
+        except OSError as err:
+            raise FetchError(f"{what}: {shown} failed: {err}") from err
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise FetchError(
+                f"{what}: `{shown}` did not finish within {timeout_s:.0f} s; "
+                f"log {log_path}:\n{tail(log_path, FAILURE_TAIL_LINES)}"
+            ) from None
+        except BaseException:  # Ctrl-C: the tool runs in its own session, stop it too
+            _kill_group(proc)
+            raise
+    if code != 0:
+        raise FetchError(
+            f"{what}: `{shown}` exited {code}; log {log_path}:\n"
+            + tail(log_path, FAILURE_TAIL_LINES)
         )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise FetchError(f"{what}: {' '.join(cmd)} failed: {err}") from err
-    if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).strip().splitlines()[-40:]
-        raise FetchError(f"{what}: `{' '.join(cmd)}` exited {proc.returncode}:\n" + "\n".join(out))
-    return proc.stdout
+    return out_path.read_text(errors="replace") if out_path else ""
+
+
+def step_log_path(what: str) -> Path:
+    """Where a step's output goes: under the cache, by the current fetch and the step."""
+    scope = progress.current()
+    folder = _slug(scope.name) if scope else "misc"
+    return cache_root() / "logs" / folder / f"{_slug(what)[:LOG_NAME_MAX]}.log"
+
+
+def tool_name(cmd: Sequence[str]) -> str:
+    """The tool a command runs, in one word: past `env VAR=...`, `python -m pip` -> `pip`."""
+    args = list(cmd)
+    if args and Path(args[0]).name == "env":
+        args = args[1:]
+        while args and "=" in args[0]:
+            args = args[1:]
+    if not args:
+        return "?"
+    if len(args) > 2 and args[1] == "-m":
+        return args[2]
+    if len(args) > 2 and args[1] == "-jar":
+        return Path(args[2]).name.split("-")[0]
+    return Path(args[0]).name
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "step"
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait()
 
 
 def maven_copy(artifact: str, dest: Path) -> Path:
     """Copy one artifact (`group:artifact:version[:packaging[:classifier]]`) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
+    group, group_artifact, version = artifact.split(":")[:3]
     run(
         [
             *_mvn(),
@@ -58,9 +146,9 @@ def maven_copy(artifact: str, dest: Path) -> Path:
             "-Dmdep.overWriteIfNewer=true",
         ],
         what=f"maven {artifact}",
+        # Maven downloads into its local repository first: that folder is what grows.
+        watch=_maven_repo().joinpath(*group.split("."), group_artifact, version),
     )
-    parts = artifact.split(":")
-    group_artifact, version = parts[1], parts[2]
     found = sorted(dest.glob(f"{group_artifact}-{version}*"))
     if not found:
         raise FetchError(f"maven {artifact}: nothing was copied into {dest}")
@@ -94,6 +182,7 @@ def maven_copy_dependencies(artifacts: Sequence[str], dest: Path) -> list[Path]:
             ],
             cwd=Path(tmp),
             what=f"maven dependencies of {', '.join(artifacts)}",
+            watch=dest,
         )
     jars = sorted(dest.glob("*.jar"))
     if not jars:
@@ -110,14 +199,16 @@ def pip_target(requirement: str, dest: Path) -> Path:
             "-m",
             "pip",
             "install",
-            "--quiet",
             "--disable-pip-version-check",
+            # one "Progress <bytes> of <total>" line at a time, which the heartbeat shows in MB
+            "--progress-bar=raw",
             "--no-deps",
             "--target",
             str(dest),
             requirement,
         ],
         what=f"pip {requirement}",
+        watch=dest,
     )
     return dest
 
@@ -150,15 +241,17 @@ def apt_extract(packages: Sequence[str], dest: Path) -> Path:
     """
     root = dest / "root"
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="phee-apt-") as tmp:
+    # Downloaded inside `dest`, so the heartbeat's megabytes grow with the download.
+    with tempfile.TemporaryDirectory(prefix="debs-", dir=dest) as tmp:
         cmd = ["apt-get", "download", "-q", *packages]
         try:
-            run(cmd, cwd=Path(tmp), what="apt-get download")
+            run(cmd, cwd=Path(tmp), what="apt-get download", watch=dest)
         except FetchError:
             run(["apt-get", "update", "-q"], what="apt-get update")
-            run(cmd, cwd=Path(tmp), what="apt-get download")
+            run(cmd, cwd=Path(tmp), what="apt-get download", watch=dest)
         for deb in sorted(glob.glob(os.path.join(tmp, "*.deb"))):
-            run(["dpkg-deb", "-x", deb, str(root)], what=f"dpkg-deb -x {deb}")
+            name = os.path.basename(deb)
+            run(["dpkg-deb", "-x", deb, str(root)], what=f"dpkg-deb -x {name}", watch=dest)
     return root
 
 
@@ -174,9 +267,11 @@ def npm_install(spec: Sequence[str], dest: Path, overrides: dict[str, str] | Non
     npm = shutil.which("npm")
     if npm is None:
         raise FetchError("npm is not installed")
+    # `--loglevel=http`: one line per registry request, into the step's log.
     run(
-        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact", *spec],
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=http", "--save-exact", *spec],
         cwd=dest,
         what=f"npm install {' '.join(spec)}",
+        watch=dest,
     )
     return dest / "node_modules"

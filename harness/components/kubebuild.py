@@ -133,6 +133,7 @@ def build_kubernetes(kubernetes: str, commands: tuple[str, ...], bin_dir: Path) 
                 *go_env(mod_mode=True),
                 go_binary(),
                 "build",
+                "-v",  # each package as it is compiled, for the progress heartbeat
                 "-trimpath",
                 f"-ldflags={version_ldflags(kubernetes, date)}",
                 "-o",
@@ -142,6 +143,7 @@ def build_kubernetes(kubernetes: str, commands: tuple[str, ...], bin_dir: Path) 
             cwd=Path(tmp),
             what=f"go build Kubernetes {kubernetes}",
             timeout_s=GO_BUILD_TIMEOUT_S,
+            watch=bin_dir,
         )
     for command in commands:
         if not (bin_dir / command).is_file():
@@ -250,6 +252,7 @@ class Kwok(Artifact):
                 f"GOBIN={self.bin_dir}",
                 go_binary(),
                 "install",
+                "-v",
                 "-trimpath",
                 "-ldflags=-s -w",
                 f"sigs.k8s.io/kwok/cmd/kwok@v{self.version}",
@@ -257,6 +260,7 @@ class Kwok(Artifact):
             cwd=self.cache_dir,
             what=f"go install kwok {self.version}",
             timeout_s=GO_BUILD_TIMEOUT_S,
+            watch=self.bin_dir,
         )
         if not Path(self.binary()).is_file():
             raise FetchError(f"go install kwok {self.version}: no kwok in {self.bin_dir}")
@@ -308,6 +312,7 @@ class ServiceMonitorCrd(Artifact):
             cwd=self.cache_dir,
             what=f"go mod download prometheus-operator {self.version}",
             timeout_s=GO_BUILD_TIMEOUT_S,
+            capture_stdout=True,  # the JSON answer; go's own messages go to the log
         )
         module_dir = Path(json.loads(out)["Dir"])
         try:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.components import progress
 from harness.components.base import ComponentError, Running, state_root
 from harness.components.registry import FETCHABLE, NAMES, get, get_fetchable, ordered
 
@@ -32,8 +33,12 @@ class CacheEntry:
     size_mb: float
 
 
-def fetch(names: list[str]) -> list[FetchResult]:
-    """Fetch each component unless cached; report what was downloaded and how long it took."""
+def fetch(names: list[str] | tuple[str, ...]) -> list[FetchResult]:
+    """Fetch each component (all when `names` is empty) unless cached, one after the other.
+
+    A download prints its own progress and end line (`progress`); a cached one gets its end
+    line here, so every component asked for ends with one line: downloaded or cached.
+    """
     wanted = set(names or FETCHABLE)
     artifacts = {name: get_fetchable(name) for name in wanted}  # unknown names fail here
     results = []
@@ -41,9 +46,12 @@ def fetch(names: list[str]) -> list[FetchResult]:
         comp = artifacts[name]
         start = time.monotonic()
         downloaded = comp.fetch()
-        results.append(
-            FetchResult(name, comp.version, downloaded, round(time.monotonic() - start, 2))
-        )
+        seconds = time.monotonic() - start
+        if not downloaded:
+            progress.reporter().done(
+                name, comp.version, "cached", seconds, progress.megabytes(comp.cache_dir)
+            )
+        results.append(FetchResult(name, comp.version, downloaded, round(seconds, 2)))
     return results
 
 
