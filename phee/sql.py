@@ -102,7 +102,9 @@ def engine_arguments(url: str | URL, options: SqlOptions) -> dict[str, Any]:
         # Connections move between threads (pools, executors); a pool lends each to one at a time.
         kwargs["connect_args"] = {"timeout": options.busy_timeout_s, "check_same_thread": False}
         if is_memory(url):
-            kwargs["poolclass"] = StaticPool  # one connection, so one shared database
+            # One connection, so one database for every user; it is not for two threads at
+            # once (SqlRunner's single SQLite thread keeps to that).
+            kwargs["poolclass"] = StaticPool
         return kwargs
     kwargs["pool_pre_ping"] = options.pre_ping
     if options.isolation_level is not None:
