@@ -18,25 +18,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection, create_engine, event, select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine.interfaces import DBAPIConnection
 
 from backoffice import schema
+from phee.sql import SqlError, SqlOptions, make_engine, transaction
 
 #: what a tenant may be called (it becomes part of a schema name)
 TENANT_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 _TENANT_RE = re.compile(TENANT_PATTERN)
 
 
-class DatabaseError(Exception):
-    """The database refused or failed; `retryable` says whether trying again may help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+#: the database refused or failed; `retryable` says whether trying again may help
+DatabaseError = SqlError
 
 
 def check_tenant(name: str) -> str:
@@ -63,27 +59,27 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
-        options: dict[str, Any] = {
-            "pool_pre_ping": self.dialect != "sqlite",
-            "execution_options": {"schema_translate_map": {schema.CONTROL_SCHEMA: None}},
-        }
+        control = {"schema_translate_map": {schema.CONTROL_SCHEMA: None}}
+        options = SqlOptions(execution_options=control)
         if self.dialect == "sqlite":
             main = make_url(url).database
             if not main or main == ":memory:":
                 raise ValueError("the back office needs a SQLite file, not an in-memory database")
             self._sqlite_dir = Path(main).resolve().parent
-            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine: Engine = create_engine(url, **options)
-        if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", self._sqlite_connect)
+            options = SqlOptions(
+                journal_mode="DELETE",
+                synchronous="FULL",
+                busy_timeout_s=30.0,
+                on_connect=self._attach_tenants,
+                execution_options=control,
+            )
+        self.engine: Engine = make_engine(url, options)
 
     # -- connections -------------------------------------------------------------------------
 
-    def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
+    def _attach_tenants(self, dbapi_conn: DBAPIConnection) -> None:
+        """Every connection sees every tenant file, each in rollback-journal mode (see above)."""
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=DELETE")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         for path in sorted(self._sqlite_dir.glob("tenant_*.db")):
             cursor.execute(f"ATTACH DATABASE '{path}' AS {path.stem}")
             cursor.execute(f"PRAGMA {path.stem}.journal_mode=DELETE")
@@ -92,11 +88,8 @@ class Database:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One transaction; database errors come out as DatabaseError (retryable or not)."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except DBAPIError as err:
-            raise DatabaseError(str(err.orig), retryable=_retryable(err)) from err
+        with transaction(self.engine) as conn:
+            yield conn
 
     def lock_rows(self) -> bool:
         """Whether SELECT ... FOR UPDATE means something (SQLite locks the whole file)."""
@@ -186,11 +179,3 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _retryable(err: DBAPIError) -> bool:
-    """Lost connections, deadlocks, serialisation failures and lock timeouts are worth a retry."""
-    if err.connection_invalidated or isinstance(err, OperationalError):
-        return True
-    message = str(err.orig).lower()
-    return any(w in message for w in ("deadlock", "could not serialize", "lock wait timeout"))

@@ -68,6 +68,7 @@ from backoffice.settings import BackofficeSettings
 from harness import site as site_mod
 from harness import stack as stack_mod
 from harness.components import Running, get
+from phee.sql import SqlOptions, make_engine
 from phee.zeebe_export import topic_for
 
 ENGINES = ["engine-a", "engine-b"]
@@ -232,7 +233,7 @@ async def count_topics(bootstrap: str) -> Topics:
 
 def fresh_database(server_url: str, name: str) -> str:
     """A new, empty PostgreSQL database on the benchmark's server; its SQLAlchemy URL."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    admin = make_engine(server_url, SqlOptions(isolation_level="AUTOCOMMIT"))
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()

@@ -8,7 +8,6 @@ retries a request gets the payment it already started, not a second one.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,12 +21,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+
+from phee.sql import SqlIntegrityError, SqlOptions, SqlRunner, make_engine
 
 FINAL_STATES = frozenset({"COMMITTED", "ABORTED", "FAILED"})
 
@@ -101,28 +100,62 @@ def _row(row: Any) -> Payment:
     )
 
 
+#: WAL with NORMAL sync: a commit does not wait for an fsync of the whole database; a crash can
+#: lose the last steps' status, which the next step rewrites anyway.
+_OPTIONS = SqlOptions(journal_mode="WAL", synchronous="NORMAL")
+
+
 class PaymentStore:
-    """Synchronous SQL underneath; the async methods run it off the event loop."""
+    """Synchronous SQL underneath; the async methods run it off the event loop (`phee.sql`)."""
 
     def __init__(self, url: str) -> None:
-        self._engine = create_engine(url, future=True)
-        if self._engine.dialect.name == "sqlite":
-            # WAL with NORMAL sync: a commit does not wait for an fsync of the whole database;
-            # a crash can lose the last steps' status, which the next step rewrites anyway.
-            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._engine = make_engine(url, _OPTIONS)
+        self._sql = SqlRunner(self._engine, name="payment-store")
         metadata.create_all(self._engine)
 
     def close(self) -> None:
+        self._sql.close()
         self._engine.dispose()
 
-    def _create(
+    async def remember_sent(self, resource: str, ident: str, sent: SentCallback) -> None:
+        """Keep the latest callback sent for (resource, id): the error or the answer."""
+        values = {
+            "path": sent.path,
+            "body": json.dumps(sent.body, sort_keys=True),
+            "destination": sent.destination,
+            "version": sent.version,
+            "sent_at": datetime.now(UTC),
+        }
+        key = (sent_callbacks.c.resource == resource) & (sent_callbacks.c.ident == ident)
+
+        def work(conn: Connection) -> None:
+            done = conn.execute(update(sent_callbacks).where(key).values(**values))
+            if done.rowcount == 0:
+                conn.execute(
+                    sent_callbacks.insert().values(resource=resource, ident=ident, **values)
+                )
+
+        await self._sql.run(work)
+
+    async def sent(self, resource: str, ident: str) -> SentCallback | None:
+        key = (sent_callbacks.c.resource == resource) & (sent_callbacks.c.ident == ident)
+        row = await self._sql.run(
+            lambda conn: conn.execute(select(sent_callbacks).where(key)).first(), read_only=True
+        )
+        if row is None:
+            return None
+        return SentCallback(row.path, json.loads(row.body), row.destination, row.version)
+
+    async def create(
         self,
         transaction_id: str,
+        *,
         tenant: str,
         correlation_id: str | None,
         direction: str,
         request: dict[str, Any],
     ) -> tuple[Payment, bool]:
+        """Record a new payment; with a known correlation id, return the existing one."""
         now = datetime.now(UTC)
         values = {
             "transaction_id": transaction_id,
@@ -135,107 +168,47 @@ class PaymentStore:
             "created_at": now,
             "updated_at": now,
         }
+
+        def insert(conn: Connection) -> Payment:
+            conn.execute(payments.insert().values(**values))
+            return _one(conn, payments.c.transaction_id == transaction_id) or _fail(transaction_id)
+
         try:
-            with self._engine.begin() as conn:
-                conn.execute(payments.insert().values(**values))
-        except IntegrityError:
-            existing = self._by_correlation(tenant, correlation_id) if correlation_id else None
+            return await self._sql.run(insert), True
+        except SqlIntegrityError:
+            if correlation_id is None:
+                raise
+            same = (payments.c.tenant == tenant) & (payments.c.correlation_id == correlation_id)
+            existing = await self._sql.run(lambda conn: _one(conn, same), read_only=True)
             if existing is None:
                 raise
             return existing, False
-        return self._get(transaction_id) or _fail(transaction_id), True
-
-    def _by_correlation(self, tenant: str, correlation_id: str) -> Payment | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(payments).where(
-                    payments.c.tenant == tenant, payments.c.correlation_id == correlation_id
-                )
-            ).first()
-        return _row(row) if row else None
-
-    def _get(self, transaction_id: str) -> Payment | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(payments).where(payments.c.transaction_id == transaction_id)
-            ).first()
-        return _row(row) if row else None
-
-    def _set_status(self, transaction_id: str, status: str, reason: str | None) -> None:
-        with self._engine.begin() as conn:
-            # A final state is never overwritten (a late duplicate job must not reopen it).
-            conn.execute(
-                update(payments)
-                .where(
-                    payments.c.transaction_id == transaction_id,
-                    payments.c.status.not_in(FINAL_STATES),
-                )
-                .values(status=status, reason=reason, updated_at=datetime.now(UTC))
-            )
-
-    def _remember(self, resource: str, ident: str, sent: SentCallback) -> None:
-        values = {
-            "path": sent.path,
-            "body": json.dumps(sent.body, sort_keys=True),
-            "destination": sent.destination,
-            "version": sent.version,
-            "sent_at": datetime.now(UTC),
-        }
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                update(sent_callbacks)
-                .where(sent_callbacks.c.resource == resource, sent_callbacks.c.ident == ident)
-                .values(**values)
-            )
-            if done.rowcount == 0:
-                conn.execute(
-                    sent_callbacks.insert().values(resource=resource, ident=ident, **values)
-                )
-
-    def _sent(self, resource: str, ident: str) -> SentCallback | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(sent_callbacks).where(
-                    sent_callbacks.c.resource == resource, sent_callbacks.c.ident == ident
-                )
-            ).first()
-        if row is None:
-            return None
-        return SentCallback(row.path, json.loads(row.body), row.destination, row.version)
-
-    async def remember_sent(self, resource: str, ident: str, sent: SentCallback) -> None:
-        """Keep the latest callback sent for (resource, id): the error or the answer."""
-        await asyncio.to_thread(self._remember, resource, ident, sent)
-
-    async def sent(self, resource: str, ident: str) -> SentCallback | None:
-        return await asyncio.to_thread(self._sent, resource, ident)
-
-    async def create(
-        self,
-        transaction_id: str,
-        *,
-        tenant: str,
-        correlation_id: str | None,
-        direction: str,
-        request: dict[str, Any],
-    ) -> tuple[Payment, bool]:
-        """Record a new payment; with a known correlation id, return the existing one."""
-        return await asyncio.to_thread(
-            self._create, transaction_id, tenant, correlation_id, direction, request
-        )
 
     async def get(self, transaction_id: str) -> Payment | None:
-        return await asyncio.to_thread(self._get, transaction_id)
+        return await self._sql.run(
+            lambda conn: _one(conn, payments.c.transaction_id == transaction_id), read_only=True
+        )
 
     async def set_status(self, transaction_id: str, status: str, reason: str | None = None) -> None:
-        await asyncio.to_thread(self._set_status, transaction_id, status, reason)
+        # A final state is never overwritten (a late duplicate job must not reopen it).
+        stmt = (
+            update(payments)
+            .where(
+                payments.c.transaction_id == transaction_id,
+                payments.c.status.not_in(FINAL_STATES),
+            )
+            .values(status=status, reason=reason, updated_at=datetime.now(UTC))
+        )
+
+        def work(conn: Connection) -> None:
+            conn.execute(stmt)
+
+        await self._sql.run(work)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _one(conn: Connection, where: Any) -> Payment | None:
+    row = conn.execute(select(payments).where(where)).first()
+    return _row(row) if row else None
 
 
 def _fail(transaction_id: str) -> Payment:

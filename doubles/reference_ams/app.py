@@ -19,7 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from doubles.reference_ams.db import make_engine
@@ -28,6 +27,7 @@ from doubles.reference_ams.model import LedgerError, Outcome, Party
 from doubles.reference_ams.settings import AmsSettings
 from phee.fspiop.errors import FspiopError
 from phee.service import instrument
+from phee.sql import SqlError
 
 log = logging.getLogger("doubles.reference_ams")
 
@@ -161,8 +161,12 @@ def create_app(settings: AmsSettings | None = None, *, ledger: Ledger | None = N
             return _error(404, FspiopError("3002", request.url.path))
         return _error(exc.status_code, FspiopError("3000", str(exc.detail)))
 
-    @app.exception_handler(OperationalError)
-    def on_database_down(request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(SqlError)
+    def on_database_error(request: Request, exc: SqlError) -> JSONResponse:
+        if not exc.retryable:
+            count(request, "2001")
+            log.error("database error: %s", exc)
+            return _error(500, FspiopError("2001", "the ledger database failed"))
         count(request, "2003")
         log.warning("database unavailable: %s", exc)
         return _error(503, FspiopError("2003", "the ledger database is unavailable"))

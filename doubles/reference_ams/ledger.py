@@ -21,11 +21,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from doubles.reference_ams import books
 from doubles.reference_ams.amounts import CURRENCY_PATTERN, from_minor
-from doubles.reference_ams.db import READ_ONLY, is_retryable
 from doubles.reference_ams.model import (
     BLOCK,
     BLOCKED,
@@ -51,6 +49,7 @@ from doubles.reference_ams.model import (
 from doubles.reference_ams.reports import check_books, transfer_view
 from doubles.reference_ams.tables import CUSTOMER, EQUITY, SETTLEMENT, accounts, holds, metadata
 from doubles.reference_ams.tables import operations as ops
+from phee.sql import SqlError, SqlIntegrityError, transaction
 
 _ATTEMPTS = 8
 log = logging.getLogger("doubles.reference_ams.ledger")
@@ -71,7 +70,7 @@ class Ledger:
         try:
             with self._read() as conn:
                 conn.execute(select(1))
-        except DBAPIError:
+        except SqlError:
             return False
         return True
 
@@ -79,22 +78,21 @@ class Ledger:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{READ_ONLY: True})
-            with conn.begin():
-                yield conn
+        """A transaction that only reads (on SQLite it does not take the write lock)."""
+        with transaction(self.engine, read_only=True) as conn:
+            yield conn
 
     def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in a write transaction, again after a deadlock or lock timeout."""
+        """Run `work` in a write transaction, again after a deadlock, a lock timeout or a lost
+        connection (a money operation's claim row makes running it twice harmless)."""
         for attempt in range(_ATTEMPTS):
             try:
-                with self.engine.begin() as conn:
+                with transaction(self.engine) as conn:
                     return work(conn)
-            except DBAPIError as err:
-                last = attempt == _ATTEMPTS - 1
-                if isinstance(err, IntegrityError) or not is_retryable(err) or last:
+            except SqlError as err:
+                if not err.retryable or attempt == _ATTEMPTS - 1:
                     raise
-                log.info("lock conflict (%s); running the transaction again", err.orig)
+                log.info("lock conflict (%s); running the transaction again", err)
                 time.sleep(0.01 * 2**attempt)  # back off before running it again
         raise AssertionError("unreachable")
 
@@ -134,7 +132,7 @@ class Ledger:
         for _ in range(_ATTEMPTS):
             try:
                 return self._write(attempt)
-            except IntegrityError:
+            except SqlIntegrityError:
                 continue  # a twin committed first; the next attempt reads its answer back
         raise LedgerError(503, "2003", f"{op.lower()} {transaction_id} kept conflicting")
 
@@ -173,7 +171,7 @@ class Ledger:
 
         try:
             self._write(work)
-        except IntegrityError as err:
+        except SqlIntegrityError as err:
             raise LedgerError(409, "3003", f"{party} already has a {currency} account") from err
         return self.account(party, currency)
 

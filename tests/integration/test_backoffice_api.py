@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 from pydantic import SecretStr
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
@@ -33,6 +33,7 @@ from backoffice.api.routes import create_app
 from backoffice.auth.keystore import create_api_key, revoke_api_key
 from backoffice.db import Database
 from backoffice.settings import BackofficeSettings
+from phee.sql import SqlOptions, make_engine
 from tests.support import poll
 
 ISSUER = "https://idp.phee.test/realms/ops"
@@ -289,7 +290,7 @@ def database(
         url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'backoffice.db'}"
     else:
         server = make_url(request.getfixturevalue(request.param).endpoint("url"))
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        admin = make_engine(server, SqlOptions(isolation_level="AUTOCOMMIT"))
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {name}"))
         url = server.set(database=name).render_as_string(hide_password=False)

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
 from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
+from phee.sql import SqlOptions, make_engine
 from tests.support import apoll
 
 
@@ -29,7 +30,7 @@ def fresh_database_url(request: pytest.FixtureRequest, kind: str, tmp_path: Path
         return f"sqlite:///{folder / 'backoffice.db'}"
     server = request.getfixturevalue(kind).endpoint("url")
     name = f"bo_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    admin = make_engine(server, SqlOptions(isolation_level="AUTOCOMMIT"))
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
