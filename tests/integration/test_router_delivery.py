@@ -28,7 +28,7 @@ from phee.contract import EngineInfo, EngineState
 from phee.fspiop import ids
 from phee.zeebe_export import topic_for
 from tests.support import apoll
-from tests.support.router import PAYEE, PAYER, quote_put, request, write_registry
+from tests.support.router import ADMIN_TOKEN, PAYEE, PAYER, quote_put, request, write_registry
 
 BPMN = Path(__file__).resolve().parents[1] / "resources" / "router-quote-callback.bpmn"
 PROCESS = "phee-test-router-quote-callback"
@@ -59,6 +59,7 @@ class Routers:
             "PHEE_ROUTER_ZEEBE_TIMEOUT_S": "3",
             "PHEE_ROUTER_OUTBOX_BACKOFF_MAX_S": "1",
             "PHEE_ROUTER_SHUTDOWN_FLUSH_S": "1",
+            "PHEE_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
         }
         workdir = self.tmp_path / f"router-{len(self.started)}"
         run = start_service("callback-router", "callback_router", workdir, env=env)
@@ -98,7 +99,12 @@ async def put_quote(router: Running, quote_id: str, body: dict[str, Any]) -> htt
 
 async def admin(router: Running, method: str, path: str, body: Any = None) -> Any:
     async with httpx.AsyncClient(base_url=router.endpoint("http")) as http:
-        response = await http.request(method, f"/admin{path}", json=body)
+        response = await http.request(
+            method,
+            f"/admin{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         response.raise_for_status()
         return response.json()
 
