@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -18,6 +16,7 @@ from backoffice import schema
 from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
+from phee.kafka import Idle, Record, read_from_start
 from tests.support import apoll
 
 
@@ -82,32 +81,6 @@ async def run_importer_until(
     return importer
 
 
-async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Record]:
     """Every committed message of a topic, from the start, until nothing arrives for idle_s."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        quiet = 0.0
-        while quiet < idle_s:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if not batch:
-                quiet += 0.5
-                continue
-            quiet = 0.0
-            for messages in batch.values():
-                out.extend(messages)
-    finally:
-        await consumer.stop()
-    return out
-
-
-def record_values(messages: list[Any]) -> list[dict[str, Any]]:
-    return [orjson.loads(m.value) for m in messages]
+    return await read_from_start(bootstrap, topic, Idle(idle_s), max_records=10_000)
