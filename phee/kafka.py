@@ -19,7 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar, overload
@@ -108,6 +116,14 @@ def _translated(what: str) -> Iterator[None]:
         raise mapped(err, what) from err
 
 
+async def _quietly(closing: Awaitable[object]) -> None:
+    """Close after a failed start: the start's error is the one worth reporting."""
+    try:
+        await closing
+    except _CAUGHT as err:
+        log.debug("closing after a failed start: %s", err)
+
+
 # -- consumer -------------------------------------------------------------------------------------
 
 
@@ -144,8 +160,13 @@ class Consumer:
         )
 
     async def start(self) -> None:
-        with _translated("consumer start"):
-            await self._consumer.start()
+        """Connect (and join the group); on failure nothing is left open."""
+        try:
+            with _translated("consumer start"):
+                await self._consumer.start()
+        except KafkaError:
+            await _quietly(self._consumer.stop())
+            raise
 
     async def stop(self) -> None:
         """Leave the group and close the connections."""
@@ -275,8 +296,13 @@ class Producer:
         )
 
     async def start(self) -> None:
-        with _translated("producer start"):
-            await self._producer.start()
+        """Connect; on failure nothing is left open."""
+        try:
+            with _translated("producer start"):
+                await self._producer.start()
+        except KafkaError:
+            await _quietly(self._producer.stop())
+            raise
 
     async def stop(self) -> None:
         """Flush what is queued and close."""

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
+from backoffice.batch import StepObserver
 from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
@@ -55,10 +56,11 @@ async def run_importer_until(
     client_id: str = "test-importer",
     interval_s: float = 0.5,
     importer_class: type[Importer] = Importer,
+    observer: StepObserver | None = None,
 ) -> Importer:
     """Start an importer in this process, run it until `done(importer)` (checked in a thread,
     it may query the database), then stop it cleanly."""
-    importer = importer_class(settings, client_id=client_id)
+    importer = importer_class(settings, client_id=client_id, observer=observer)
     await importer.start()
     task = asyncio.create_task(importer.run())
 
