@@ -12,6 +12,9 @@ decides correctness:
 `read_from_start` is the one loop that reads topics from their first record, with three
 stopping rules: `Until` a condition holds, `Idle` (nothing new for a while), `ToEnd` (the
 committed end the topics had when reading began).
+
+One module on purpose, hence its length: the import rule names it, and everything aiokafka
+can do to us is handled in one place.
 """
 
 from __future__ import annotations
