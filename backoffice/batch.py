@@ -22,8 +22,10 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, select, tuple_
 
@@ -52,6 +54,40 @@ class Dead:
 
 #: sends dead records and returns once the broker has them (called before the SQL commit)
 DeadLetter = Callable[[Sequence[Dead]], None]
+
+
+class Step(StrEnum):
+    """The import's steps, as a `StepObserver` sees them (and where each one runs)."""
+
+    DECODE = "decode"  #: event loop: one fetched batch decoded
+    APPLY = "apply"  #: event loop: dead letters, then the transaction in a thread, with retries
+    COMMIT = "commit"  #: event loop: the offset commit after the transaction
+    LAG = "lag"  #: event loop: the lag gauge, after every poll
+    TRANSACTION = "transaction"  #: batch thread: `Applier.apply`, the whole SQL transaction
+    CLAIM = "claim"  #: batch thread: lock the progress rows, drop what they cover
+    RESOLVE = "resolve"  #: batch thread: the tenant of each instance; park or dead-letter
+    MAP = "map"  #: batch thread: records to rows (Python only)
+    FOLD = "fold"  #: batch thread: payments folded into their transfer rows
+    WRITE = "write"  #: batch thread: rows, transfers and audit entries written
+    UPSERT_TRANSFERS = "upsert transfers"  #: batch thread, within WRITE
+    AUDIT = "audit"  #: batch thread, within WRITE: the hash chain (HMAC + SQL)
+    INDEX = "index"  #: search thread, beside WRITE: the Elasticsearch bulk
+
+
+class StepObserver(Protocol):
+    """Watches the import's steps: `step(name)` wraps each one (benchmarks time or profile
+    them through it). Steps nest (WRITE holds AUDIT) and run on three threads."""
+
+    def step(self, name: Step) -> AbstractContextManager[object]: ...
+
+
+_UNWATCHED = nullcontext()
+
+
+def unwatched(name: Step) -> AbstractContextManager[object]:
+    """The step wrapper when nobody observes: a shared no-op, so unobserved steps cost nothing
+    measurable (about a dozen per batch)."""
+    return _UNWATCHED
 
 
 @dataclass
@@ -102,18 +138,31 @@ class Applier:
     """Applies batches of decoded records to SQL (and Elasticsearch)."""
 
     def __init__(
-        self, db: Database, search: Search | None, tenants: Iterable[str], audit_key: bytes
+        self,
+        db: Database,
+        search: Search | None,
+        tenants: Iterable[str],
+        audit_key: bytes,
+        *,
+        observer: StepObserver | None = None,
     ) -> None:
         self.db = db
         self.search = search
         self.tenants = frozenset(tenants)
         self.audit_key = audit_key
+        self._step = observer.step if observer is not None else unwatched
         self._search_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bo-search")
 
     def apply(self, records: Sequence[ZeebeRecord], dead_letter: DeadLetter) -> BatchResult:
+        with self._step(Step.TRANSACTION):
+            return self._apply(records, dead_letter)
+
+    def _apply(self, records: Sequence[ZeebeRecord], dead_letter: DeadLetter) -> BatchResult:
+        step = self._step
         result = BatchResult()
         with self.db.begin() as conn:
-            fresh = self._claim(conn, records, result)
+            with step(Step.CLAIM):
+                fresh = self._claim(conn, records, result)
             groups: dict[Instance, list[ZeebeRecord]] = defaultdict(list)
             ignored: list[ZeebeRecord] = []
             for rec in fresh:
@@ -123,35 +172,43 @@ class Applier:
                 else:
                     groups[(rec.engine, pik)].append(rec)
             result.add(ignored, "ignored")
-            owners, dead = self._resolve(conn, groups, result)
+            with step(Step.RESOLVE):
+                owners, dead = self._resolve(conn, groups, result)
             rows: dict[str, _TenantRows] = defaultdict(_TenantRows)
-            for inst, recs in groups.items():
-                tenant = owners.get(inst)
-                if tenant is None:
-                    continue
-                self._map(rows[tenant], inst, recs, result)
+            with step(Step.MAP):
+                for inst, recs in groups.items():
+                    tenant = owners.get(inst)
+                    if tenant is None:
+                        continue
+                    self._map(rows[tenant], inst, recs, result)
             if dead:
                 dead_letter(dead)
                 result.by_engine.update((d.engine, "dead_letter") for d in dead)
             # Transfers are folded first, so Elasticsearch can index them while SQL writes.
-            folded = {
-                tenant: self._fold_transfers(self.db.tenant(conn, tenant), tr.payments)
-                for tenant, tr in rows.items()
-            }
+            with step(Step.FOLD):
+                folded = {
+                    tenant: self._fold_transfers(self.db.tenant(conn, tenant), tr.payments)
+                    for tenant, tr in rows.items()
+                }
             docs = [(tenant, row) for tenant, (ins, upd) in folded.items() for row in ins + upd]
             indexing = (
-                self._search_pool.submit(self.search.index, docs)
+                self._search_pool.submit(self._index, self.search, docs)
                 if self.search is not None and docs
                 else None
             )
             try:
-                for tenant, tr in rows.items():
-                    tconn = self.db.tenant(conn, tenant)
-                    self._write(tconn, tenant, tr, *folded[tenant], result)
+                with step(Step.WRITE):
+                    for tenant, tr in rows.items():
+                        tconn = self.db.tenant(conn, tenant)
+                        self._write(tconn, tenant, tr, *folded[tenant], result)
             finally:
                 if indexing is not None:
                     indexing.result()  # an indexing error rolls the SQL transaction back
         return result
+
+    def _index(self, search: Search, docs: list[tuple[str, dict[str, Any]]]) -> None:
+        with self._step(Step.INDEX):
+            search.index(docs)
 
     # -- progress -------------------------------------------------------------------------------
 
@@ -345,16 +402,18 @@ class Applier:
                 _copy(conn, self.db.namespace(tenant), table, rows)
             else:
                 conn.execute(insert_or_ignore(table, self.db.dialect, schema.RECORD_KEY), rows)
-        self._upsert_transfers(conn, inserts, updates)
+        with self._step(Step.UPSERT_TRANSFERS):
+            self._upsert_transfers(conn, inserts, updates)
         result.transfers += len(inserts) + len(updates)
         if tr.facts:
             entries = [
                 audit.AuditEntry(f.at, f.actor, f.action, f.subject, f.detail, f.source)
                 for f in tr.facts
             ]
-            result.audit_entries += audit.append(
-                conn, self.audit_key, entries, lock=self.db.lock_rows()
-            )
+            with self._step(Step.AUDIT):
+                result.audit_entries += audit.append(
+                    conn, self.audit_key, entries, lock=self.db.lock_rows()
+                )
 
     def _fold_transfers(
         self, conn: Connection, payments: dict[Instance, list[ZeebeRecord]]

@@ -6,6 +6,10 @@ commit, and batch.py makes the replay change nothing. A rebalance needs no speci
 same reason: a consumer that lost its partitions mid-batch either commits before the new owner
 locks the progress rows, or finds its records covered. Records that cannot be used go to the
 dead-letter topic (with the reason in headers) before the batch commits; the import goes on.
+
+Kafka is reached only through `phee.kafka` (read_committed, manual commits, our errors). An
+optional `StepObserver` sees each step (decode, apply, commit, and the transaction's parts) so a
+benchmark can time or profile them without reaching into the importer.
 """
 
 from __future__ import annotations
@@ -20,16 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from backoffice.batch import Applier, BatchResult, Dead
+from backoffice.batch import Applier, BatchResult, Dead, Step, StepObserver, unwatched
 from backoffice.db import Database, DatabaseError
 from backoffice.records import BadRecord, ZeebeRecord, decode
 from backoffice.search import Search, SearchError
 from backoffice.settings import BackofficeSettings
+from phee.kafka import Batch, Consumer, KafkaError, Message, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,24 @@ class Prepared:
 
 
 def _retryable(err: BaseException) -> bool:
-    return isinstance(err, DatabaseError | SearchError) and err.retryable
+    return isinstance(err, DatabaseError | SearchError | KafkaError) and err.retryable
 
 
 class Importer:
-    """One member of the back office's consumer group."""
+    """One member of the back office's consumer group.
 
-    def __init__(self, settings: BackofficeSettings, *, client_id: str = "phee-backoffice") -> None:
+    `observer`, when given, wraps every step of every batch (see `batch.Step`); None costs
+    nothing. `committed` holds, per partition, the offset the group has committed (the next
+    one to read); the COMMIT step ends once it holds the batch's offsets.
+    """
+
+    def __init__(
+        self,
+        settings: BackofficeSettings,
+        *,
+        client_id: str = "phee-backoffice",
+        observer: StepObserver | None = None,
+    ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.db = Database(settings.database_url)
@@ -77,15 +91,21 @@ class Importer:
             else None
         )
         self.applier = Applier(
-            self.db, self.search, settings.tenants, settings.secret("audit_key").encode()
+            self.db,
+            self.search,
+            settings.tenants,
+            settings.secret("audit_key").encode(),
+            observer=observer,
         )
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._step = observer.step if observer is not None else unwatched
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
         self._stopping = asyncio.Event()
         self._topics: frozenset[str] = frozenset()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = False
         self.batches = 0
+        self.committed: dict[TopicPartition, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -94,21 +114,12 @@ class Importer:
         s = self.settings
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._prepare)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap,
-            client_id=f"{self.client_id}-dlq",
-            acks="all",
-            enable_idempotence=True,
-        )
+        self._producer = Producer(s.kafka_bootstrap, client_id=f"{self.client_id}-dlq")
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
+        self._consumer = Consumer(
+            s.kafka_bootstrap,
             group_id=s.group_id,
             client_id=self.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # the exporter writes in transactions: never import an aborted batch
-            isolation_level="read_committed",
             metadata_max_age_ms=s.metadata_max_age_ms,
             max_poll_records=s.batch_max,
             max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -148,7 +159,7 @@ class Importer:
                 self._topics = frozenset({pattern})
         elif wanted != self._topics and wanted:
             log.info("importing topics %s", sorted(wanted))
-            self._consumer.subscribe(topics=sorted(wanted))
+            self._consumer.subscribe(sorted(wanted))
             self._topics = wanted
 
     def engine_of(self, topic: str) -> str:
@@ -166,31 +177,31 @@ class Importer:
                 if time.monotonic() >= next_registry:
                     self._subscribe()
                     next_registry = time.monotonic() + self.settings.registry_poll_s
-                fetched = await self._consumer.getmany(
-                    timeout_ms=self.settings.poll_ms, max_records=self.settings.batch_max
+                fetched = await self._consumer.fetch(
+                    self.settings.poll_ms, max_records=self.settings.batch_max
                 )
                 if fetched:
-                    prepared = self._decode(fetched)
+                    with self._step(Step.DECODE):
+                        prepared = self._decode(fetched)
                     if inflight is not None:
                         await inflight
                     inflight = asyncio.create_task(self._finish(prepared))
                 elif inflight is not None and inflight.done():
                     await inflight
                     inflight = None
-                await self._measure_lag()
+                with self._step(Step.LAG):
+                    await self._measure_lag()
         finally:
             if inflight is not None:
                 await inflight
 
-    async def import_batch(
-        self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    async def import_batch(self, fetched: Batch) -> None:
         """Decode, apply and commit one fetched batch (no pipelining)."""
-        await self._finish(self._decode(fetched))
+        with self._step(Step.DECODE):
+            prepared = self._decode(fetched)
+        await self._finish(prepared)
 
-    def _decode(
-        self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> Prepared:
+    def _decode(self, fetched: Batch) -> Prepared:
         records: list[ZeebeRecord] = []
         bad: list[Dead] = []
         for tp, messages in fetched.items():
@@ -209,15 +220,17 @@ class Importer:
         """Apply one decoded batch, then commit its offsets."""
         assert self._consumer is not None
         started = time.perf_counter()
-        result = await self._apply(batch.records, batch.bad)
+        with self._step(Step.APPLY):
+            result = await self._apply(batch.records, batch.bad)
         BATCH_SECONDS.observe(time.perf_counter() - started)
         self._count(result, batch.bad)
-        try:
-            await self._consumer.commit(batch.offsets)
-        except (CommitFailedError, IllegalStateError) as err:
-            # partitions moved meanwhile: the new owner replays from the last commit and the
-            # progress rows make that replay a no-op
-            log.warning("offset commit refused after a rebalance: %s", err)
+        with self._step(Step.COMMIT):
+            if await self._consumer.commit(batch.offsets):
+                self.committed.update(batch.offsets)
+            else:
+                # partitions moved meanwhile: the new owner replays from the last commit and
+                # the progress rows make that replay a no-op
+                log.warning("offset commit refused after a rebalance: %s", sorted(batch.offsets))
         self.batches += 1
 
     async def _apply(self, records: list[ZeebeRecord], bad: list[Dead]) -> BatchResult:
@@ -243,21 +256,20 @@ class Importer:
 
     async def _send_dead(self, dead: Sequence[Dead]) -> None:
         assert self._producer is not None
-        sent = []
-        for d in dead:
-            headers = [
-                ("reason", d.reason.encode()),
-                ("detail", d.detail[:1000].encode()),
-                ("source", d.source.encode()),
-                ("engine", d.engine.encode()),
-            ]
-            sent.append(
-                await self._producer.send(
-                    self.settings.dead_letter_topic, d.raw, key=d.source.encode(), headers=headers
-                )
+        messages = [
+            Message(
+                d.raw,
+                key=d.source.encode(),
+                headers=[
+                    ("reason", d.reason.encode()),
+                    ("detail", d.detail[:1000].encode()),
+                    ("source", d.source.encode()),
+                    ("engine", d.engine.encode()),
+                ],
             )
-        for fut in sent:
-            await fut
+            for d in dead
+        ]
+        await self._producer.send(self.settings.dead_letter_topic, messages)
         for d in dead:
             DEAD.labels(d.reason).inc()
 
@@ -270,17 +282,8 @@ class Importer:
 
     async def _measure_lag(self) -> None:
         assert self._consumer is not None
-        for tp in self._consumer.assignment():
-            end = self._consumer.last_stable_offset(tp)
-            if end is None:
-                end = self._consumer.highwater(tp)
-            if end is None:
-                continue
-            try:
-                position = await self._consumer.position(tp)
-            except IllegalStateError:  # revoked meanwhile
-                continue
-            LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+        for tp, lag in (await self._consumer.lag()).items():
+            LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -6,8 +6,9 @@ stop growing the engines and the stack are stopped, so the measurement has the C
 (Kafka, Elasticsearch and PostgreSQL keep running).
 
 Then, alternating, on a fresh database and a fresh consumer group each round:
-* baseline: aiokafka reads both topics (read_committed, 5000 records per poll) and inserts every
-  record raw into one PostgreSQL table, one executemany INSERT + commit + offset commit per poll;
+* baseline: a plain group consumer (`phee.kafka.Consumer`, a thin wrapper over aiokafka:
+  read_committed, 5000 records per poll) reads both topics and inserts every record raw into
+  one PostgreSQL table, one executemany INSERT + commit + offset commit per poll;
 * importer: `backoffice.importer.Importer` (migrations and provisioning in `start()`, untimed).
 Both are timed from the first batch fetched to the batch holding each partition's last record
 committed, and both divide the same record count (every committed record in the two topics).
@@ -17,7 +18,9 @@ afterwards its `import_progress` rows must equal each Zeebe partition's last pos
     uv run --frozen python benchmarks/import_throughput.py [--payments 300] [--rounds 3]
 
 `--profile` adds two untimed importer rounds: one with timers around each step (where the time
-goes), one under cProfile (both threads: the event loop and the batch thread).
+goes), one under cProfile (both threads: the event loop and the batch thread). Both watch the
+importer through its own step observer (`backoffice.batch.StepObserver`), as does the clock of
+every importer round: nothing in the importer is patched.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +46,6 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import SecretStr
 from sqlalchemy import (
     BigInteger,
@@ -59,24 +61,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-import backoffice.audit
-import backoffice.importer
 from backoffice import schema
+from backoffice.batch import Step, StepObserver
 from backoffice.db import Database
-from backoffice.importer import RECORDS, Importer, Prepared
+from backoffice.importer import RECORDS, Importer
 from backoffice.settings import BackofficeSettings
 from harness import site as site_mod
 from harness import stack as stack_mod
 from harness.components import Running, get
+from phee.kafka import (
+    Batch,
+    Consumer,
+    Record,
+    ToEnd,
+    TopicPartition,
+    consuming,
+    read_from_start,
+)
 from phee.sql import SqlOptions, make_engine
 from phee.zeebe_export import topic_for
 
 ENGINES = ["engine-a", "engine-b"]
 BATCH = 5000
+FETCH_BYTES = 8 * 1024 * 1024  # per partition, as the importer fetches
 GOAL_RATE = 10_000.0
 GOAL_RATIO = 0.6
-
-Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
 @dataclass
@@ -155,77 +164,60 @@ async def send_payments(payments: stack_mod.PaymentStack, count: int) -> Counter
             await client.aclose()
 
 
-def _consumer(bootstrap: str, group_id: str | None, **extra: Any) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        **extra,
-    )
-
-
-async def _assigned(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-    """Every partition of the consumer's topics (no group: it takes them all once it knows them)."""
-    end = time.monotonic() + 30
-    while not consumer.assignment():
-        if time.monotonic() > end:
-            raise RuntimeError("no partitions assigned within 30 s")
-        await asyncio.sleep(0.1)  # poll interval; the deadline bounds the wait
-    return sorted(consumer.assignment())
-
-
 async def settle(bootstrap: str, topics: list[str], quiet_s: float = 3.0) -> None:
     """Wait (deadline 120 s) until the topics' committed ends stop moving for `quiet_s`: the
     exporters have flushed everything the payments produced."""
-    consumer = _consumer(bootstrap, None)
-    consumer.subscribe(topics)
-    await consumer.start()
-    try:
-        tps = await _assigned(consumer)
+    async with consuming(Consumer(bootstrap, topics=topics)) as consumer:
+        tps = await consumer.partitions()
         last: dict[TopicPartition, int] = {}
         since = time.monotonic()
         end = since + 120
         while time.monotonic() < end:
-            now = dict(await consumer.end_offsets(tps))
+            now = await consumer.end_offsets(tps)
             if now != last:
                 last, since = now, time.monotonic()
             elif time.monotonic() - since >= quiet_s:
                 return
             await asyncio.sleep(0.5)  # poll interval; the deadline bounds the wait
         raise RuntimeError(f"the topics kept growing for 120 s: {last}")
-    finally:
-        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What counting keeps of one record."""
+
+    tp: TopicPartition
+    offset: int
+    zeebe_partition: int
+    position: int
+
+
+def _seen(msg: Record) -> _Seen:
+    doc = orjson.loads(msg.value or b"{}")
+    tp = TopicPartition(msg.topic, msg.partition)
+    return _Seen(tp, msg.offset, int(doc["partitionId"]), int(doc["position"]))
 
 
 async def count_topics(bootstrap: str) -> Topics:
     """Read both topics to their committed end: records, last offsets, newest positions."""
-    consumer = _consumer(bootstrap, None, max_partition_fetch_bytes=8 * 1024 * 1024)
-    consumer.subscribe([topic_for(e) for e in ENGINES])
-    await consumer.start()
-    try:
-        tps = await _assigned(consumer)
-        stable = dict(await consumer.end_offsets(tps))
-        ends: dict[TopicPartition, int] = {}
-        per_engine: Counter[str] = Counter()
-        positions: dict[tuple[str, int], int] = {}
-        deadline = time.monotonic() + 120
-        while [tp for tp in tps if await consumer.position(tp) < stable[tp]]:
-            if time.monotonic() > deadline:
-                raise RuntimeError("could not read the topics to their end within 120 s")
-            fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-            for tp, messages in fetched.items():
-                engine = tp.topic.removeprefix("zeebe-")
-                per_engine[engine] += len(messages)
-                ends[tp] = messages[-1].offset + 1
-                for msg in messages:
-                    doc = orjson.loads(msg.value or b"{}")
-                    k = (engine, int(doc["partitionId"]))
-                    positions[k] = max(positions.get(k, -1), int(doc["position"]))
-        return Topics(bootstrap, ends, dict(per_engine), positions)
-    finally:
-        await consumer.stop()
+    seen = await read_from_start(
+        bootstrap,
+        [topic_for(e) for e in ENGINES],
+        ToEnd(timeout_s=120),
+        decode=_seen,
+        max_records=BATCH,
+        max_partition_fetch_bytes=FETCH_BYTES,
+    )
+    ends: dict[TopicPartition, int] = {}
+    per_engine: Counter[str] = Counter()
+    positions: dict[tuple[str, int], int] = {}
+    for s in seen:
+        engine = s.tp.topic.removeprefix("zeebe-")
+        per_engine[engine] += 1
+        ends[s.tp] = max(ends.get(s.tp, 0), s.offset + 1)
+        k = (engine, s.zeebe_partition)
+        positions[k] = max(positions.get(k, -1), s.position)
+    return Topics(bootstrap, ends, dict(per_engine), positions)
 
 
 # -- databases ------------------------------------------------------------------------------------
@@ -254,7 +246,7 @@ RAW = Table(
 # -- the two contenders ---------------------------------------------------------------------------
 
 
-def _covered(reached: dict[TopicPartition, int], topics: Topics) -> bool:
+def _covered(reached: Mapping[TopicPartition, int], topics: Topics) -> bool:
     return all(reached.get(tp, 0) >= end for tp, end in topics.ends.items())
 
 
@@ -268,11 +260,11 @@ async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Roun
         with engine.begin() as conn:
             conn.execute(RAW.insert(), rows)
 
-    consumer = _consumer(
+    consumer = Consumer(
         topics.bootstrap,
-        f"bench-baseline-{uuid.uuid4().hex[:8]}",
+        group_id=f"bench-baseline-{uuid.uuid4().hex[:8]}",
         max_poll_records=BATCH,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+        max_partition_fetch_bytes=FETCH_BYTES,
     )
     consumer.subscribe([topic_for(e) for e in ENGINES])
     await consumer.start()
@@ -284,7 +276,7 @@ async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Roun
         while not _covered(reached, topics):
             if time.monotonic() > end:
                 raise RuntimeError(f"baseline not done within {deadline_s} s: {reached}")
-            fetched: Batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            fetched: Batch = await consumer.fetch(500, max_records=BATCH)
             if not fetched:
                 continue
             if first is None:
@@ -301,7 +293,8 @@ async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Roun
             ]
             await asyncio.to_thread(insert, rows)
             offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
-            await consumer.commit(offsets)
+            if not await consumer.commit(offsets):
+                raise RuntimeError("the baseline's offset commit was refused (a rebalance?)")
             reached.update(offsets)
             records += len(rows)
             batches += 1
@@ -313,27 +306,31 @@ async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Roun
     return Round("baseline", topics.total, seconds, batches, note)
 
 
-class TimedImporter(Importer):
-    """The importer as shipped, noting when its first batch starts and when the batch holding
-    each partition's last record has committed its offsets."""
+class RoundClock:
+    """The importer's step observer for one round: the clock starts when the first fetched batch
+    is decoded and stops when the commit that covers each partition's last record is done.
+    Another observer (`inner`, a time split or a profiler) may watch the same steps."""
 
-    def __init__(self, settings: BackofficeSettings, topics: Topics) -> None:
-        super().__init__(settings, client_id="bench-importer")
+    def __init__(self, topics: Topics, inner: StepObserver | None = None) -> None:
         self.topics = topics
-        self.reached: dict[TopicPartition, int] = {}
+        self.inner = inner
+        self.importer: Importer | None = None
         self.first: float | None = None
         self.finished: float | None = None
         self.caught_up = asyncio.Event()
 
-    def _decode(self, fetched: Batch) -> Prepared:
-        if self.first is None:  # the first batch has been fetched: the clock starts
+    @contextmanager
+    def step(self, name: Step) -> Iterator[None]:
+        if name is Step.DECODE and self.first is None:
             self.first = time.perf_counter()
-        return super()._decode(fetched)
-
-    async def _finish(self, batch: Prepared) -> None:
-        await super()._finish(batch)
-        self.reached.update(batch.offsets)
-        if self.finished is None and _covered(self.reached, self.topics):
+        if self.inner is None:
+            yield
+        else:
+            with self.inner.step(name):
+                yield
+        if name is not Step.COMMIT or self.finished is not None or self.importer is None:
+            return
+        if _covered(self.importer.committed, self.topics):
             self.finished = time.perf_counter()
             self.caught_up.set()
 
@@ -353,7 +350,7 @@ async def importer_round(
     db_url: str,
     es_url: str,
     deadline_s: float,
-    instrument: Callable[[Importer], None] | None = None,
+    observer: StepObserver | None = None,
 ) -> Round:
     tag = uuid.uuid4().hex[:8]
     settings = BackofficeSettings(
@@ -368,13 +365,13 @@ async def importer_round(
         audit_key=SecretStr("bench-audit-key"),
         batch_max=BATCH,
     )
-    importer = TimedImporter(settings, topics)
-    if instrument is not None:
-        instrument(importer)
+    clock = RoundClock(topics, observer)
+    importer = Importer(settings, client_id="bench-importer", observer=clock)
+    clock.importer = importer
     before = outcomes()
     await importer.start()
     task = asyncio.create_task(importer.run())
-    waiter = asyncio.create_task(importer.caught_up.wait())
+    waiter = asyncio.create_task(clock.caught_up.wait())
     try:
         done, _ = await asyncio.wait(
             {task, waiter}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED
@@ -383,23 +380,21 @@ async def importer_round(
             task.result()
             raise RuntimeError("the import loop stopped by itself")
         if waiter not in done:
-            raise RuntimeError(f"importer not done within {deadline_s} s: {importer.reached}")
+            raise RuntimeError(f"importer not done within {deadline_s} s: {importer.committed}")
     finally:
         waiter.cancel()
         importer.stop()
         await asyncio.wait({task}, timeout=60)
         await importer.close()
-    assert importer.first is not None
-    assert importer.finished is not None
+    assert clock.first is not None
+    assert clock.finished is not None
     progress = await asyncio.to_thread(read_progress, db_url)
     if progress != topics.positions:
         raise RuntimeError(f"import_progress {progress} != topics {topics.positions}")
     # a parked ("pending") record is counted again when its instance's tenant arrives
     seen = outcomes() - before
     note = "outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
-    return Round(
-        "importer", topics.total, importer.finished - importer.first, importer.batches, note
-    )
+    return Round("importer", topics.total, clock.finished - clock.first, importer.batches, note)
 
 
 def read_progress(db_url: str) -> dict[tuple[str, int], int]:
@@ -419,80 +414,39 @@ def read_progress(db_url: str) -> dict[tuple[str, int], int]:
 
 @dataclass
 class Split:
-    """Seconds per step, summed over one round (each step timed where it is called)."""
+    """Seconds per step, summed over one round: a step observer that times every step."""
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
-    def wrap(self, owner: Any, attr: str, label: str) -> None:
-        original = getattr(owner, attr)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - started
-
-        setattr(owner, attr, timed)
-
-    def wrap_async(self, owner: Any, attr: str, label: str) -> None:
-        original = getattr(owner, attr)
-
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - started
-
-        setattr(owner, attr, timed)
-
-    def instrument(self, importer: Importer) -> None:
-        applier = importer.applier
-        self.wrap_async(importer, "_finish", "apply + commit (overlaps the next fetch)")
-        self.wrap_async(importer, "_apply", "apply (thread)")
-        self.wrap_async(importer, "_measure_lag", "lag metric")
-        self.wrap(applier, "apply", "apply in thread")
-        self.wrap(applier, "_claim", "claim progress")
-        self.wrap(applier, "_resolve", "resolve tenants")
-        self.wrap(applier, "_map", "map rows")
-        self.wrap(applier, "_write", "write")
-        self.wrap(applier, "_fold_transfers", "fold transfers")
-        self.wrap(applier, "_upsert_transfers", "upsert transfers")
-        assert importer.search is not None
-        self.wrap(importer.search, "index", "elasticsearch bulk")
-
     @contextmanager
-    def module_functions(self) -> Iterator[None]:
-        """decode (as the importer calls it) and audit.append (as batch.py calls it)."""
-        saved = (getattr(backoffice.importer, "decode"), backoffice.audit.append)  # noqa: B009
-        self.wrap(backoffice.importer, "decode", "decode")
-        self.wrap(backoffice.audit, "append", "audit chain")
+    def step(self, name: Step) -> Iterator[None]:
+        # Steps run on the event loop, the batch thread and the search thread; each step name
+        # belongs to one thread, so the sums never race.
+        started = time.perf_counter()
         try:
             yield
         finally:
-            setattr(backoffice.importer, "decode", saved[0])  # noqa: B010
-            backoffice.audit.append = saved[1]
+            self.seconds[name] += time.perf_counter() - started
 
     def report(self, wall: float, records: int) -> list[str]:
         """Seconds spent in each step. Steps overlap: the next batch is fetched and decoded
         while one is applied, and Elasticsearch indexes beside the SQL writes."""
         s = self.seconds
-        apply_commit = "apply + commit (overlaps the next fetch)"
         rows = [
             ("wall, first batch to caught up", wall),
-            ("  decode (event loop, overlaps the apply)", s["decode"]),
-            ("  apply + offset commit, in series", s[apply_commit]),
-            ("    thread hop + retries", s["apply (thread)"] - s["apply in thread"]),
-            ("    claim progress (SQL)", s["claim progress"]),
-            ("    resolve tenants (SQL)", s["resolve tenants"]),
-            ("    map rows (Python)", s["map rows"]),
-            ("    fold transfers (SQL select + Python)", s["fold transfers"]),
-            ("    write: rows (COPY), transfers, audit", s["write"]),
-            ("      of which upsert transfers", s["upsert transfers"]),
-            ("      of which audit chain (HMAC + SQL)", s["audit chain"]),
-            ("    elasticsearch bulk (beside the writes)", s["elasticsearch bulk"]),
-            ("  lag metric", s["lag metric"]),
+            ("  decode (event loop, overlaps the apply)", s[Step.DECODE]),
+            ("  apply + offset commit, in series", s[Step.APPLY] + s[Step.COMMIT]),
+            ("    dead letters, thread hop, retries", s[Step.APPLY] - s[Step.TRANSACTION]),
+            ("    claim progress (SQL)", s[Step.CLAIM]),
+            ("    resolve tenants (SQL)", s[Step.RESOLVE]),
+            ("    map rows (Python)", s[Step.MAP]),
+            ("    fold transfers (SQL select + Python)", s[Step.FOLD]),
+            ("    write: rows (COPY), transfers, audit", s[Step.WRITE]),
+            ("      of which upsert transfers", s[Step.UPSERT_TRANSFERS]),
+            ("      of which audit chain (HMAC + SQL)", s[Step.AUDIT]),
+            ("    elasticsearch bulk (beside the writes)", s[Step.INDEX]),
+            ("    offset commit", s[Step.COMMIT]),
+            ("  lag metric", s[Step.LAG]),
         ]
         return [
             f"{label:<46} {sec:7.2f} s {sec / wall:6.1%} {sec * 1e6 / records:7.1f} us/record"
@@ -500,39 +454,44 @@ class Split:
         ]
 
 
+class ThreadProfile:
+    """A step observer that profiles the batch thread: cProfile sees only the thread that
+    enables it, so it is switched on around each transaction, inside that thread."""
+
+    def __init__(self) -> None:
+        self.profile = cProfile.Profile()
+
+    @contextmanager
+    def step(self, name: Step) -> Iterator[None]:
+        if name is not Step.TRANSACTION:
+            yield
+            return
+        self.profile.enable()
+        try:
+            yield
+        finally:
+            self.profile.disable()
+
+
 async def profile_rounds(topics: Topics, server: str, es_url: str, deadline_s: float) -> None:
     split = Split()
-    with split.module_functions():
-        r = await importer_round(
-            topics, fresh_database(server, "bench_split"), es_url, deadline_s, split.instrument
-        )
+    r = await importer_round(
+        topics, fresh_database(server, "bench_split"), es_url, deadline_s, split
+    )
     print(f"time split, one extra importer round ({r.rate:,.0f} records/s with timers):")
     for line in split.report(r.seconds, r.records):
         print("  " + line)
 
-    loop_prof, thread_prof = cProfile.Profile(), cProfile.Profile()
-
-    def in_thread(importer: Importer) -> None:
-        original = importer.applier.apply
-
-        def profiled(*args: Any, **kwargs: Any) -> Any:
-            thread_prof.enable()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                thread_prof.disable()
-
-        importer.applier.apply = profiled  # type: ignore[method-assign]
-
+    loop_prof, thread_prof = cProfile.Profile(), ThreadProfile()
     loop_prof.enable()
     try:
         r = await importer_round(
-            topics, fresh_database(server, "bench_prof"), es_url, deadline_s, in_thread
+            topics, fresh_database(server, "bench_prof"), es_url, deadline_s, thread_prof
         )
     finally:
         loop_prof.disable()
     print(f"cProfile, one more importer round ({r.rate:,.0f} records/s under the profiler):")
-    for title, prof in (("event loop thread", loop_prof), ("batch thread", thread_prof)):
+    for title, prof in (("event loop thread", loop_prof), ("batch thread", thread_prof.profile)):
         print(f"--- {title}: top 25 by own time")
         pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from pyzeebe import ZeebeClient, ZeebeWorker, create_insecure_channel
 
 from harness import resources
+from phee.kafka import Record, Until, read_from_start
 
 PROCESS_ID = "phee-smoke"
 TASK_TYPE = "phee-smoke"
@@ -58,58 +58,34 @@ async def run_instances(gateway: str, count: int, timeout_s: float = 60.0) -> li
         await channel.close()
 
 
+#: an `exported_records` condition over the records read so far
+Condition = Callable[[Sequence[dict[str, Any]]], bool]
+
+
 async def exported_records(
-    bootstrap: str,
-    topic: str,
-    until: Callable[[list[dict[str, Any]]], bool],
-    timeout_s: float = 60.0,
+    bootstrap: str, topic: str, until: Condition, timeout_s: float = 60.0
 ) -> list[dict[str, Any]]:
     """Read an engine's export topic from the start until `until(records)` holds.
 
     Each returned item is the record's JSON with the Kafka partition and key added under
     `_kafka`, so callers can check both Zeebe's (partitionId, position) and Kafka's view.
     """
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        # The exporter writes in Kafka transactions: never read an aborted batch.
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    records: list[dict[str, Any]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not until(records):
-            if loop.time() > deadline:
-                raise TimeoutError(
-                    f"{topic}: condition not met after {len(records)} records in {timeout_s} s"
-                )
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                for msg in messages:
-                    if msg.value is None:  # a tombstone: the exporter never sends one
-                        continue
-                    record = json.loads(msg.value)
-                    key = json.loads(msg.key) if msg.key else None
-                    record["_kafka"] = {
-                        "partition": msg.partition,
-                        "offset": msg.offset,
-                        "key": key,
-                    }
-                    records.append(record)
-        return records
-    finally:
-        await consumer.stop()
+    return await read_from_start(bootstrap, topic, Until(until, timeout_s), decode=_exported)
 
 
-def instance_completed(key: int) -> Callable[[list[dict[str, Any]]], bool]:
+def _exported(msg: Record) -> dict[str, Any] | None:
+    if msg.value is None:  # a tombstone: the exporter never sends one
+        return None
+    record: dict[str, Any] = json.loads(msg.value)
+    key = json.loads(msg.key) if msg.key else None
+    record["_kafka"] = {"partition": msg.partition, "offset": msg.offset, "key": key}
+    return record
+
+
+def instance_completed(key: int) -> Condition:
     """`until` condition: the process instance `key` reached ELEMENT_COMPLETED for the process."""
 
-    def check(records: list[dict[str, Any]]) -> bool:
+    def check(records: Sequence[dict[str, Any]]) -> bool:
         return any(
             r.get("valueType") == "PROCESS_INSTANCE"
             and r.get("intent") == "ELEMENT_COMPLETED"

@@ -13,6 +13,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,7 @@ async def exported(site: Site) -> dict[str, int]:
     for name in site.engines:
         counted: list[int] = []
 
-        def caught_up(records: list[dict[str, object]], seen: list[int] = counted) -> bool:
+        def caught_up(records: Sequence[dict[str, object]], seen: list[int] = counted) -> bool:
             grew = len(records) > (seen[-1] if seen else -1)
             seen.append(len(records))
             return bool(records) and not grew

@@ -5,7 +5,7 @@ logging binding the official distribution ships (without a binding Kafka logs no
 failed start could not quote its log). Started with `java -cp 'libs/*' kafka.Kafka` after
 `kafka.tools.StorageTool format`, so the PID we hold is the JVM itself and `stop_pid` stops it.
 
-Ready means the log says "Kafka Server started" and a real Metadata request (aiokafka) lists
+Ready means the log says "Kafka Server started" and a real Metadata request (phee.kafka) lists
 our broker: an open port alone is not enough, the socket server accepts before the broker has
 joined its own quorum.
 """
@@ -20,11 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from aiokafka.client import AIOKafkaClient
-
 from harness.components import fetchers
 from harness.components.base import Component, Running, StartError, free_ports, fresh_dir, tcp_open
 from harness.components.versions import KAFKA, KAFKA_SCALA, RELOAD4J, SLF4J_RELOAD4J
+from phee import kafka
 
 JAVA_MAJOR = 21
 HEAP = "-Xmx512m"
@@ -164,25 +163,16 @@ def _server_properties(data: Path, port: int, controller_port: int, partitions: 
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def metadata_brokers(bootstrap: str, timeout_s: float = 3.0) -> list[tuple[int, str, int]]:
+def metadata_brokers(bootstrap: str, timeout_s: float = 3.0) -> list[kafka.Broker]:
     """Brokers the cluster's metadata lists, as (node id, host, port); [] when it cannot answer.
 
-    Asked with aiokafka's client on a private event loop in its own thread, so the probe works
-    whether or not the caller already runs an event loop.
+    Asked on a private event loop in its own thread, so the probe works whether or not the
+    caller already runs an event loop.
     """
-
-    async def probe() -> list[tuple[int, str, int]]:
-        client = AIOKafkaClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-        )
-        try:
-            await client.bootstrap()
-            return [(b.nodeId, b.host, b.port) for b in client.cluster.brokers()]
-        finally:
-            await client.close()
-
     with ThreadPoolExecutor(max_workers=1) as pool:
         try:
-            return pool.submit(asyncio.run, probe()).result(timeout=timeout_s * 2)
+            return pool.submit(asyncio.run, kafka.brokers(bootstrap, timeout_s)).result(
+                timeout=timeout_s * 2
+            )
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return []

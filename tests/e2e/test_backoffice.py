@@ -135,7 +135,7 @@ def expected_from_topics(bootstrap: str) -> Expected:
     values: list[tuple[str, dict[str, Any]]] = []
     for engine in ENGINES:
         messages = asyncio.run(read_topic(bootstrap, f"zeebe-{engine}"))
-        values.extend((engine, orjson.loads(m.value)) for m in messages)
+        values.extend((engine, orjson.loads(m.value)) for m in messages if m.value is not None)
     tenant_of: dict[tuple[str, int], str] = {}
     for engine, rec in values:
         v = rec["value"]

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from backoffice import schema
+from backoffice.batch import Step
 from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
 from harness.components import Running
 from phee.contract import EngineInfo, EngineRegistry
+from phee.kafka import Message, Producer, TopicPartition
 from tests.support.backoffice import count, read_topic, run_importer_until, transfers
 
 CAPTURE = Path(__file__).parents[1] / "resources" / "zeebe-payer-records.jsonl"
@@ -34,15 +39,31 @@ BAD = [
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = Producer(bootstrap)
     await producer.start()
     try:
-        for i, value in enumerate(values):
-            # one Zeebe partition -> one Kafka partition, in order, as the exporter does
-            await producer.send(topic, value, key=json.dumps({"position": i}).encode(), partition=0)
-        await producer.flush()
+        # one Zeebe partition -> one Kafka partition, in order, as the exporter does
+        messages = [
+            Message(value, key=json.dumps({"position": i}).encode(), partition=0)
+            for i, value in enumerate(values)
+        ]
+        await producer.send(topic, messages)
     finally:
         await producer.stop()
+
+
+class StepCounter:
+    """Counts each step the importer reports, and the threads it ran on."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[Step] = Counter()
+        self.threads: dict[Step, set[str]] = {}
+
+    @contextmanager
+    def step(self, name: Step) -> Iterator[None]:
+        yield
+        self.counts[name] += 1
+        self.threads.setdefault(name, set()).add(threading.current_thread().name)
 
 
 def captured() -> list[bytes]:
@@ -83,9 +104,18 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_import_goes_on(
             and count(db, "default", schema.variables) == 44
         )
 
-    asyncio.run(run_importer_until(settings, done, deadline_s=60))
+    steps = StepCounter()
+    importer = asyncio.run(run_importer_until(settings, done, deadline_s=60, observer=steps))
     rows = transfers(db, "default")
     assert sorted(r["status"] for r in rows) == ["COMMITTED", "COMMITTED"]
+    # committed only after the write, up to the last record; every batch went through each step
+    assert importer.committed == {TopicPartition(f"{prefix}east", 0): len(values)}
+    batches = steps.counts[Step.COMMIT]
+    assert batches == importer.batches >= 1
+    for step in (Step.DECODE, Step.APPLY, Step.TRANSACTION, Step.CLAIM, Step.WRITE):
+        assert steps.counts[step] == batches, step
+    assert steps.counts[Step.LAG] >= batches
+    assert steps.threads[Step.TRANSACTION].isdisjoint(steps.threads[Step.DECODE])
     dead = asyncio.run(read_topic(bootstrap, settings.dead_letter_topic))
     by_source = {dict(m.headers)["source"].decode(): m for m in dead}
     assert sorted(by_source) == [f"{prefix}east/0/{100 + i}" for i in range(3)]

@@ -8,16 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
+from backoffice.batch import StepObserver
 from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.settings import BackofficeSettings
+from phee.kafka import Idle, Record, read_from_start
 from phee.sql import SqlOptions, make_engine
 from tests.support import apoll
 
@@ -57,10 +57,11 @@ async def run_importer_until(
     client_id: str = "test-importer",
     interval_s: float = 0.5,
     importer_class: type[Importer] = Importer,
+    observer: StepObserver | None = None,
 ) -> Importer:
     """Start an importer in this process, run it until `done(importer)` (checked in a thread,
     it may query the database), then stop it cleanly."""
-    importer = importer_class(settings, client_id=client_id)
+    importer = importer_class(settings, client_id=client_id, observer=observer)
     await importer.start()
     task = asyncio.create_task(importer.run())
 
@@ -83,32 +84,6 @@ async def run_importer_until(
     return importer
 
 
-async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Record]:
     """Every committed message of a topic, from the start, until nothing arrives for idle_s."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        quiet = 0.0
-        while quiet < idle_s:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if not batch:
-                quiet += 0.5
-                continue
-            quiet = 0.0
-            for messages in batch.values():
-                out.extend(messages)
-    finally:
-        await consumer.stop()
-    return out
-
-
-def record_values(messages: list[Any]) -> list[dict[str, Any]]:
-    return [orjson.loads(m.value) for m in messages]
+    return await read_from_start(bootstrap, topic, Idle(idle_s), max_records=10_000)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice import audit, mapping, schema
-from backoffice.batch import Applier, Dead
+from backoffice.batch import Applier, Dead, Step, unwatched
 from backoffice.db import Database
 from backoffice.records import BadRecord, ZeebeRecord, decode
 
@@ -285,3 +287,47 @@ def test_outcomes_are_counted_per_engine_when_a_batch_spans_engines(db: Database
         assert result.by_engine[(engine, "ignored")] == 404 - 146 - 44
     replay = applier.apply(encode(docs, "west"), lambda dead: None)
     assert replay.by_engine == {("west", "duplicate"): 404}
+
+
+# -- the step observer ----------------------------------------------------------------------------
+
+
+class StepLog:
+    """A step observer that notes when each step begins and ends."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Step]] = []
+
+    @contextmanager
+    def step(self, name: Step) -> Iterator[None]:
+        self.events.append(("begin", name))
+        yield
+        self.events.append(("end", name))
+
+
+def test_an_observer_sees_every_step_of_the_transaction_nested_in_order(db: Database) -> None:
+    log = StepLog()
+    applier = Applier(db, None, ["default"], KEY, observer=log)
+    result = applier.apply(encode(captured()), lambda dead: None)
+    assert result.imported == 146 + 44
+    begun = [name for event, name in log.events if event == "begin"]
+    assert begun == [
+        Step.TRANSACTION,
+        Step.CLAIM,
+        Step.RESOLVE,
+        Step.MAP,
+        Step.FOLD,
+        Step.WRITE,
+        Step.UPSERT_TRANSFERS,
+        Step.AUDIT,
+    ]
+    # the transaction holds every step, and the write holds the transfers and the audit chain
+    assert log.events[0] == ("begin", Step.TRANSACTION)
+    assert log.events[-1] == ("end", Step.TRANSACTION)
+    write = log.events.index(("begin", Step.WRITE)), log.events.index(("end", Step.WRITE))
+    assert write[0] < log.events.index(("begin", Step.AUDIT)) < write[1]
+    assert write[0] < log.events.index(("end", Step.UPSERT_TRANSFERS)) < write[1]
+
+
+def test_without_an_observer_the_steps_are_one_shared_no_op() -> None:
+    assert unwatched(Step.CLAIM) is unwatched(Step.WRITE)
