@@ -19,9 +19,9 @@ from phee.kafka import (
     ToEnd,
     TopicPartition,
     Until,
-    _drain,
     mapped,
 )
+from phee.kafka.reading import drain_records
 
 TP0 = TopicPartition("t", 0)
 TP1 = TopicPartition("t", 1)
@@ -175,7 +175,7 @@ def value(r: Record) -> bytes | None:
 
 
 async def drain(reader: ScriptedReader, stop: Until[bytes] | Idle | ToEnd) -> list[bytes]:
-    return await _drain(
+    return await drain_records(
         reader, stop, value, poll_ms=500, max_records=None, what="t", clock=reader.clock
     )
 
