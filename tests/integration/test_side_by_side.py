@@ -28,7 +28,7 @@ def test_two_sessions_side_by_side_leave_no_process(tmp_path: Path) -> None:
                 "no:cacheprovider",
                 "--basetemp",
                 str(tmp_path / f"session-{i}"),
-                "tests/integration/test_kafka.py",
+                "tests/integration/test_kafka.py::test_consumer_group_resumes_after_last_commit",
                 "tests/integration/test_sql.py::test_round_trip_with_insert_or_ignore[postgresql]",
             ],
             cwd=ROOT,
