@@ -27,8 +27,9 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from backoffice.batch import Applier, BatchResult, Dead, Step, StepObserver, unwatched
+from backoffice.batch import Applier
 from backoffice.db import Database, DatabaseError
+from backoffice.outcome import BatchResult, Dead, Step, StepObserver, unwatched
 from backoffice.records import BadRecord, ZeebeRecord, decode
 from backoffice.search import Search, SearchError
 from backoffice.settings import BackofficeSettings
@@ -70,7 +71,7 @@ def _retryable(err: BaseException) -> bool:
 class Importer:
     """One member of the back office's consumer group.
 
-    `observer`, when given, wraps every step of every batch (see `batch.Step`); None costs
+    `observer`, when given, wraps every step of every batch (see `outcome.Step`); None costs
     nothing. `committed` holds, per partition, the offset the group has committed (the next
     one to read); the COMMIT step ends once it holds the batch's offsets.
     """

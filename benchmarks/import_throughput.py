@@ -19,7 +19,7 @@ afterwards its `import_progress` rows must equal each Zeebe partition's last pos
 
 `--profile` adds two untimed importer rounds: one with timers around each step (where the time
 goes), one under cProfile (both threads: the event loop and the batch thread). Both watch the
-importer through its own step observer (`backoffice.batch.StepObserver`), as does the clock of
+importer through its own step observer (`backoffice.outcome.StepObserver`), as does the clock of
 every importer round: nothing in the importer is patched.
 """
 
@@ -62,9 +62,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
-from backoffice.batch import Step, StepObserver
 from backoffice.db import Database
 from backoffice.importer import RECORDS, Importer
+from backoffice.outcome import Step, StepObserver
 from backoffice.settings import BackofficeSettings
 from harness import site as site_mod
 from harness import stack as stack_mod

@@ -20,9 +20,9 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from backoffice import schema
-from backoffice.batch import Step
 from backoffice.db import Database
 from backoffice.importer import Importer
+from backoffice.outcome import Step
 from backoffice.settings import BackofficeSettings
 from harness.components import Running
 from phee.contract import EngineInfo, EngineRegistry

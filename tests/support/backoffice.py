@@ -13,9 +13,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import schema
-from backoffice.batch import StepObserver
 from backoffice.db import Database
 from backoffice.importer import Importer
+from backoffice.outcome import StepObserver
 from backoffice.settings import BackofficeSettings
 from phee.kafka import Idle, Record, read_from_start
 from phee.sql import SqlOptions, make_engine

@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice import audit, mapping, schema
-from backoffice.batch import Applier, Dead, Step, unwatched
+from backoffice.batch import Applier
 from backoffice.db import Database
+from backoffice.outcome import Dead, Step, unwatched
 from backoffice.records import BadRecord, ZeebeRecord, decode
 
 CAPTURE = Path(__file__).parents[1] / "resources" / "zeebe-payer-records.jsonl"
