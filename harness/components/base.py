@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from harness.components import progress
 
@@ -321,60 +321,44 @@ class Component(Artifact):
     def stop(self, running: Running) -> None:
         stop_pid(running.pid, self.stop_grace_s, self.stop_signal)
 
-    def _launch_and_wait(
-        self,
-        cmd: Sequence[str],
-        *,
-        workdir: Path,
-        ready: Callable[[], bool],
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        endpoints: dict[str, str] | None = None,
-        ports: dict[str, int] | None = None,
-        extra: dict[str, Any] | None = None,
-        log_name: str | None = None,
-    ) -> Running:
-        """Launch this component and wait for `ready` (see `launch_and_wait`)."""
+    def _launch_and_wait(self, cmd: Sequence[str], **options: Unpack[Launch]) -> Running:
+        """Launch this component and wait until it is ready (see `launch_and_wait`)."""
         return launch_and_wait(
-            cmd,
-            name=self.name,
-            version=self.version,
-            workdir=workdir,
-            ready=ready,
-            deadline_s=self.start_deadline_s,
-            env=env,
-            cwd=cwd,
-            endpoints=endpoints,
-            ports=ports,
-            extra=extra,
-            log_name=log_name,
+            cmd, name=self.name, version=self.version, deadline_s=self.start_deadline_s, **options
         )
 
 
+class Launch(TypedDict, total=False):
+    """What a launch needs besides the command, its name and its deadline."""
+
+    #: the process's own directory (its log goes there); required
+    workdir: Required[Path]
+    #: true once the process is ready (polled; an exception counts as "not yet"); required
+    ready: Required[Callable[[], bool]]
+    #: added to this process's environment
+    env: Mapping[str, str]
+    #: working directory (default: workdir)
+    cwd: Path
+    endpoints: dict[str, str]
+    ports: dict[str, int]
+    extra: dict[str, Any]
+    #: log file name in workdir (default: `<name>.log`)
+    log_name: str
+
+
 def launch_and_wait(
-    cmd: Sequence[str],
-    *,
-    name: str,
-    version: str,
-    workdir: Path,
-    ready: Callable[[], bool],
-    deadline_s: float,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    endpoints: dict[str, str] | None = None,
-    ports: dict[str, int] | None = None,
-    extra: dict[str, Any] | None = None,
-    log_name: str | None = None,
+    cmd: Sequence[str], *, name: str, version: str, deadline_s: float, **options: Unpack[Launch]
 ) -> Running:
     """The one launcher: start `cmd` in its own session logging to `workdir/<log_name>`, wait for
     `ready`, and on any failure kill what was started before raising (with the log tail)."""
+    workdir = options["workdir"]
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / (log_name or f"{name}.log")
+    log_path = workdir / options.get("log_name", f"{name}.log")
     start = time.monotonic()
-    proc = launch(cmd, log_path=log_path, cwd=cwd or workdir, env=env)
+    proc = launch(cmd, log_path=log_path, cwd=options.get("cwd", workdir), env=options.get("env"))
     try:
         wait_until(
-            ready,
+            options["ready"],
             what=f"{name} {version}",
             deadline_s=deadline_s,
             log_path=log_path,
@@ -390,7 +374,7 @@ def launch_and_wait(
         workdir=str(workdir),
         log_path=str(log_path),
         ready_s=round(time.monotonic() - start, 2),
-        endpoints=endpoints or {},
-        ports=ports or {},
-        extra=extra or {},
+        endpoints=options.get("endpoints", {}),
+        ports=options.get("ports", {}),
+        extra=options.get("extra", {}),
     )
