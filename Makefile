@@ -41,8 +41,9 @@ test: fetch lint typecheck
 
 # The main job: the local multi-engine site, until Ctrl-C. `phee site up` fetches what the site
 # runs (and only that: no Kubernetes build), printing its progress, before it starts anything.
+# Options go in SITE_ARGS, e.g. `make site SITE_ARGS="--engines 3 --duration 60"`.
 site: bootstrap
-	$(UV_RUN) phee site up
+	$(UV_RUN) phee site up $(SITE_ARGS)
 
 clean-state:
 	$(UV_RUN) phee components stop

@@ -8,8 +8,10 @@ as an operator's tool would: with a service-account API key, over HTTP.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,15 +19,20 @@ import httpx
 from backoffice.auth.keystore import create_api_key
 from backoffice.db import Database
 from harness.components import Running
-from harness.services import start_service
+from harness.services import Started, start_service
 
 TENANT = "default"
 
 
 def start(
-    workdir: Path, kafka: Running, elasticsearch: Running, engines: list[str]
+    workdir: Path,
+    kafka: Running,
+    elasticsearch: Running,
+    engines: list[str],
+    on_ready: Callable[[Running], None] | None = None,
 ) -> tuple[list[Running], dict[str, str]]:
-    """Start the importer, then the API; returns them and the environment they share."""
+    """Start the importer, then the API; returns them and the environment they share (with a
+    fresh audit key)."""
     home = workdir / "backoffice"
     home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -34,23 +41,20 @@ def start(
         "PHEE_BACKOFFICE_ELASTICSEARCH_URL": elasticsearch.endpoint("http"),
         "PHEE_BACKOFFICE_ENGINES": json.dumps(engines),
         "PHEE_BACKOFFICE_TENANTS": json.dumps([TENANT]),
-        "PHEE_BACKOFFICE_AUDIT_KEY": f"local-site-{time.time_ns()}",
+        "PHEE_BACKOFFICE_AUDIT_KEY": secrets.token_urlsafe(32),
     }
-    started: list[Running] = []
+    started = Started(on_ready)
     try:
-        started.append(
+        started.add(
             start_service(
                 "bo-importer", "backoffice", home / "importer", env=env, args=["importer"]
             )
         )
-        started.append(start_service("bo-api", "backoffice", home / "api", env=env, args=["api"]))
+        started.add(start_service("bo-api", "backoffice", home / "api", env=env, args=["api"]))
     except BaseException:
-        from harness.services import stop_service
-
-        for run in reversed(started):
-            stop_service(run)
+        started.stop_all()
         raise
-    return started, env
+    return list(started), env
 
 
 def report(

@@ -9,7 +9,7 @@ and the real components alike.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.components.artifacts import ApiSnippets
@@ -50,3 +50,22 @@ def start_service(
 def stop_service(running: Running, grace_s: float = 15.0) -> None:
     """SIGTERM (uvicorn drains in-flight requests), SIGKILL after the grace period."""
     stop_pid(running.pid, grace_s)
+
+
+class Started(list[Running]):
+    """The parts a start sequence has started so far, in order: `add` tells `on_ready` about
+    each (the site prints it), `stop_all` stops them in reverse (a failed start leaves nothing)."""
+
+    def __init__(self, on_ready: Callable[[Running], None] | None = None) -> None:
+        super().__init__()
+        self.on_ready = on_ready
+
+    def add(self, run: Running) -> Running:
+        self.append(run)
+        if self.on_ready is not None:
+            self.on_ready(run)
+        return run
+
+    def stop_all(self) -> None:
+        for run in reversed(self):
+            stop_service(run)

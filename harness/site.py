@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -47,6 +47,12 @@ class Site:
     order: list[Running] = field(default_factory=list)
 
 
+def announce(run: Running) -> None:
+    """One line as each part becomes ready, so a start shows its progress."""
+    label = run.extra.get("engine", run.name)
+    print(f"  ready: {label:<16} {run.name} {run.version} in {run.ready_s:.1f} s", flush=True)
+
+
 def start(workdir: Path, engine_names: list[str]) -> Site:
     """Start Kafka, then the engines, Elasticsearch and Prometheus side by side.
 
@@ -55,8 +61,11 @@ def start(workdir: Path, engine_names: list[str]) -> Site:
     started: list[Running] = []
     try:
         # Every component makes its own subdirectory (Zeebe's is named after the engine).
+        print("starting kafka ...", flush=True)
         kafka = get("kafka").start(workdir)
         started.append(kafka)
+        announce(kafka)
+        print(f"starting {', '.join(engine_names)}, elasticsearch, prometheus ...", flush=True)
         with ThreadPoolExecutor(max_workers=len(engine_names) + 2) as pool:
             engine_futures = {
                 name: pool.submit(
@@ -71,9 +80,10 @@ def start(workdir: Path, engine_names: list[str]) -> Site:
             prom_future = pool.submit(get("prometheus").start, workdir)
             futures = [*engine_futures.values(), es_future, prom_future]
             errors = []
-            for future in futures:
+            for future in as_completed(futures):
                 try:
                     started.append(future.result())
+                    announce(started[-1])
                 except Exception as err:  # noqa: BLE001 - collected, the first is re-raised
                     errors.append(err)
             if errors:
@@ -195,9 +205,11 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
     payment_stack: stack_mod.PaymentStack | None = None
     back_office: list[Running] = []
     try:
-        payment_stack = stack_mod.start(workdir, site.engines)
+        print("starting the payment stack (reference AMS, switch double, router, workers) ...")
+        payment_stack = stack_mod.start(workdir, site.engines, on_ready=announce)
+        print("starting the back office (importer, operations API) ...", flush=True)
         back_office, bo_env = backoffice_local.start(
-            workdir, site.kafka, site.elasticsearch, list(site.engines)
+            workdir, site.kafka, site.elasticsearch, list(site.engines), on_ready=announce
         )
         set_target_groups(
             site.prometheus,
@@ -246,7 +258,9 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         ups = prometheus_sees(site, [*site.engines, *(r.name for r in parts)])
         print("  prometheus: " + ", ".join(f"{k} up={v:.0f}" for k, v in sorted(ups.items())))
         if duration_s is None:
-            print("site is running; Ctrl-C stops it")
+            print("site is running; Ctrl-C stops it", flush=True)
+        else:
+            print(f"site is running; it stops in {duration_s:g} s (or at Ctrl-C)", flush=True)
         stop_event.wait(timeout=duration_s)
     except KeyboardInterrupt:
         pass

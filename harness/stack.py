@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 
 from harness.components import Running
-from harness.services import start_service, stop_service
+from harness.services import Started, start_service, stop_service
 from phee import contract
 
 OUR_FSP = "phee-dfsp"
@@ -62,18 +63,20 @@ def start(
     opening_balance: str = "1000000",
     switch_url: str | None = None,
     extra_engine_env: dict[str, str] | None = None,
+    on_ready: Callable[[Running], None] | None = None,
 ) -> PaymentStack:
     """Start the stack for `engines` (name -> running Zeebe); the switch double unless
     `switch_url` points at another switch (the Testing Toolkit).
 
     Secrets are made fresh for each stack and passed explicitly (no development mode): the ILP
     secret all engines share (`extra_engine_env` may replace it) and the router's admin token.
+    `on_ready` hears of each service as it becomes ready.
     """
     site_secrets = {
         "ilp": secrets.token_urlsafe(32),
         "router_admin_token": secrets.token_urlsafe(32),
     }
-    started: list[Running] = []
+    started = Started(on_ready)
     try:
         ams = start_service(
             "reference-ams",
@@ -81,7 +84,7 @@ def start(
             workdir / "ams",
             env={"PHEE_AMS_DATABASE_URL": f"sqlite:///{workdir / 'ams' / 'ams.db'}"},
         )
-        started.append(ams)
+        started.add(ams)
         _open_accounts(ams, payers, payees, opening_balance)
 
         simulated = [
@@ -96,7 +99,7 @@ def start(
                 workdir / "switch",
                 env={"PHEE_SWITCH_SIMULATED_PARTIES": json.dumps(simulated)},
             )
-            started.append(switch)
+            started.add(switch)
             switch_url = switch.endpoint("http")
 
         registry = contract.EngineRegistry(
@@ -120,7 +123,7 @@ def start(
                 "PHEE_ROUTER_ADMIN_TOKEN": site_secrets["router_admin_token"],
             },
         )
-        started.append(router)
+        started.add(router)
 
         workers: dict[str, Running] = {}
         for info in registry.engines:
@@ -142,7 +145,7 @@ def start(
                 f"workers-{info.name}", "engine_workers", wdir, env=env, deadline_s=60
             )
             run.extra["engine"] = info.name
-            started.append(run)
+            started.add(run)
             workers[info.name] = run
 
         # Now the engines' channel APIs are known: the router uses them to ask for resends.
@@ -170,8 +173,7 @@ def start(
             ).raise_for_status()
         return PaymentStack(ams, switch or router, router, workers, started, site_secrets)
     except BaseException:
-        for run in reversed(started):
-            stop_service(run)
+        started.stop_all()
         raise
 
 

@@ -60,4 +60,6 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     # kafka, two engines, elasticsearch, prometheus, ams, switch, router, two engines' workers,
     # the back office's importer and operations API
     assert len(pids) == 12
+    # each part said when it was ready, so a start shows its progress
+    assert len(re.findall(r"^  ready: ", out, re.MULTILINE)) == 12, out
     assert [p for p in pids if pid_alive(p)] == []
