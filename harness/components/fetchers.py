@@ -155,6 +155,17 @@ def maven_copy(artifact: str, dest: Path) -> Path:
     return found[0]
 
 
+def maven_package(project: Path) -> Path:
+    """Build a Maven project (`mvn package`, tests skipped) in `project`; its `target` folder."""
+    run(
+        [*_mvn(), "package", "-DskipTests"],
+        cwd=project,
+        what=f"maven package {project.name}",
+        watch=_maven_repo(),
+    )
+    return project / "target"
+
+
 def maven_copy_dependencies(artifacts: Sequence[str], dest: Path) -> list[Path]:
     """Copy artifacts with their runtime dependencies (a throwaway pom lists them)."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ class PostgreSQL(DebianComponent):
     stop_signal = signal.SIGINT
 
     def start(self, workdir: Path, **options: Any) -> Running:
+        """Start a fresh cluster; option `settings`: more server settings (`-c name=value`),
+        e.g. `{"wal_level": "logical"}` for change data capture."""
+        settings: Mapping[str, str] = options.pop("settings", {})
+        if options:
+            raise TypeError(f"unknown PostgreSQL options: {sorted(options)}")
         workdir = fresh_dir(workdir / self.name)
         data = workdir / "pgdata"
         log = workdir / "postgresql.log"
@@ -69,6 +75,7 @@ class PostgreSQL(DebianComponent):
                 "max_connections=200",
                 "-c",
                 "log_min_messages=warning",
+                *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")),
             ]
         )
 

@@ -31,6 +31,12 @@ def _postgresql() -> Component:
     return PostgreSQL()
 
 
+def _operaton() -> Component:
+    from harness.components.operaton import Operaton
+
+    return Operaton()
+
+
 def _mariadb() -> Component:
     from harness.components.mariadb import MariaDB
 
@@ -60,6 +66,7 @@ _FACTORIES: dict[str, Callable[[], Component]] = {
     "zeebe": _zeebe,
     "elasticsearch": _elasticsearch,
     "postgresql": _postgresql,
+    "operaton": _operaton,
     "mariadb": _mariadb,
     "prometheus": _prometheus,
     "ttk": _ttk,
