@@ -248,6 +248,12 @@ class RunningEngine:
         self.nodes.append(node)
         return node.rest_url
 
+    def remove_node(self, index: int) -> None:
+        """Stop one node (if it runs) and drop it from `nodes` (and so from `rest_urls`)."""
+        node = self.nodes.pop(index)
+        if node.run is not None:
+            self.component.stop_running_node(node.run)
+
     def _start_node(self, index: int, port: int) -> Running:
         run = self.component.start_node(
             self.workdir / f"node-{index}",
@@ -338,7 +344,9 @@ def start_engine(
 
 
 @contextlib.contextmanager
-def running_engine(workdir: Path, name: str = "operaton", nodes: int = 1) -> Iterator[RunningEngine]:
+def running_engine(
+    workdir: Path, name: str = "operaton", nodes: int = 1
+) -> Iterator[RunningEngine]:
     """`start_engine` as a context manager that always stops what it started."""
     engine = start_engine(workdir, name, nodes)
     try:

@@ -1,0 +1,301 @@
+"""The engine adapter (phee.engine) against a real Operaton over PostgreSQL.
+
+One engine (one node, a second added for the two-node test) for the module. The fixture calls
+the component's fetch, so a broken `engine/` build fails here loudly (the first run builds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from harness.components.operaton import Operaton, RunningEngine, start_engine
+from phee.engine import (
+    BpmnError,
+    Complete,
+    EngineClient,
+    EngineUnavailable,
+    ExternalTask,
+    Failure,
+    NoMatchingSubscription,
+    TaskWorker,
+    TopicRequest,
+)
+from tests.conftest import STARTED
+from tests.support import apoll
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+PROCESS = "phee_engine_test"
+TOPIC = "phee-test-work"
+#: a small model: an external task (BPMN error REJECTED caught), a 3 s timer, a message catch
+#: "proceed", and a non-interrupting message event subprocess "callback"
+MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+                  id="engineTestDefinitions" targetNamespace="http://phee.local/test">
+  <bpmn:message id="msgProceed" name="proceed"/>
+  <bpmn:message id="msgCallback" name="callback"/>
+  <bpmn:error id="errRejected" name="rejected" errorCode="REJECTED"/>
+  <bpmn:process id="phee_engine_test" isExecutable="true" camunda:historyTimeToLive="P1D">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="toWork" sourceRef="start" targetRef="work"/>
+    <bpmn:serviceTask id="work" camunda:type="external" camunda:topic="phee-test-work">
+      <bpmn:extensionElements>
+        <camunda:properties>
+          <camunda:property name="step" value="work"/>
+        </camunda:properties>
+      </bpmn:extensionElements>
+    </bpmn:serviceTask>
+    <bpmn:boundaryEvent id="rejected" attachedToRef="work">
+      <bpmn:errorEventDefinition errorRef="errRejected"/>
+    </bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="toEndRejected" sourceRef="rejected" targetRef="endRejected"/>
+    <bpmn:endEvent id="endRejected"/>
+    <bpmn:sequenceFlow id="toPause" sourceRef="work" targetRef="pause"/>
+    <bpmn:intermediateCatchEvent id="pause">
+      <bpmn:timerEventDefinition>
+        <bpmn:timeDuration>PT3S</bpmn:timeDuration>
+      </bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="toWaitProceed" sourceRef="pause" targetRef="waitProceed"/>
+    <bpmn:intermediateCatchEvent id="waitProceed">
+      <bpmn:messageEventDefinition messageRef="msgProceed"/>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="toEnd" sourceRef="waitProceed" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+    <bpmn:subProcess id="callbacks" triggeredByEvent="true">
+      <bpmn:startEvent id="callbackStart" isInterrupting="false">
+        <bpmn:messageEventDefinition messageRef="msgCallback"/>
+      </bpmn:startEvent>
+      <bpmn:sequenceFlow id="toCallbackEnd" sourceRef="callbackStart" targetRef="callbackEnd"/>
+      <bpmn:endEvent id="callbackEnd"/>
+    </bpmn:subProcess>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    component = Operaton()
+    component.fetch()  # builds engine/ on the first run: a failed build fails the module
+    started = start_engine(tmp_path_factory.mktemp("operaton"), "operaton", nodes=1)
+    STARTED.extend([started.postgres, started.running()])
+    print(f"engine ready in {started.ready_s[0]:.1f} s, RSS {started.rss_mb()[0]:.0f} MB")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+async def client(engine: RunningEngine) -> AsyncIterator[EngineClient]:
+    async with EngineClient(engine.rest_urls[0]) as c:
+        versions = await c.deploy("phee-engine-test", {"engine-test.bpmn": MODEL})
+        assert versions == {PROCESS: 1}  # unchanged redeploys keep version 1
+        yield c
+
+
+def key() -> str:
+    return f"bk-{uuid.uuid4().hex[:12]}"
+
+
+async def fetch_one(client: EngineClient, business_key: str, worker: str = "w1") -> ExternalTask:
+    """Lock this instance's task (topic filtered by business key), waiting for it."""
+
+    async def once() -> ExternalTask | None:
+        tasks = await client.fetch_and_lock(
+            worker,
+            [TopicRequest(TOPIC, 30_000, None, business_key=business_key)],
+            max_tasks=1,
+            async_response_timeout_ms=2_000,
+        )
+        return tasks[0] if tasks else None
+
+    return await apoll(once, what=f"a task of {business_key}", deadline_s=30)
+
+
+async def test_start_fetch_and_complete_then_timer_and_message(client: EngineClient) -> None:
+    bk, transfer = key(), str(uuid.uuid4())
+    pid = await client.start(
+        PROCESS, business_key=bk, variables={"transferId": transfer, "amount": 12.5, "n": 3}
+    )
+    assert await client.running_instances(business_key=bk) == [pid]
+    assert await client.running_instances(business_key=bk, process_key="other") == []
+
+    task = await fetch_one(client, bk)
+    assert (task.process_instance_id, task.business_key, task.topic) == (pid, bk, TOPIC)
+    assert task.process_definition_key == PROCESS
+    assert task.activity_id == "work"
+    assert task.worker_id == "w1"
+    assert task.extension_properties == {"step": "work"}
+    assert task.variables == {"transferId": transfer, "amount": 12.5, "n": 3}
+
+    await client.complete(task, {"quote": {"b": 2, "a": [1, None]}, "ok": True})
+    stored = await client.get_variables(pid)
+    assert stored["quote"] == '{"a":[1,null],"b":2}'
+    assert stored["ok"] is True
+
+    # The timer (3 s, fired by the job executor) stands before the "proceed" catch.
+    async def proceed() -> bool:
+        try:
+            await client.correlate("proceed", business_key=bk)
+        except NoMatchingSubscription:
+            return False
+        return True
+
+    await apoll(
+        proceed, what="the timer fired and proceed was taken", deadline_s=60, interval_s=0.5
+    )
+    assert await client.running_instances(business_key=bk) == []
+    (hist,) = await client.historic_instances(business_key=bk)
+    assert hist["id"] == pid
+    assert hist["state"] == "COMPLETED"
+    assert hist["processDefinitionKey"] == PROCESS
+    assert hist["endTime"] is not None
+    # The instance has ended: a late callback finds no subscription.
+    with pytest.raises(NoMatchingSubscription) as caught:
+        await client.correlate("callback", business_key=bk, variables={"late": True})
+    assert not caught.value.retryable
+    assert caught.value.status == 400
+
+
+async def test_bpmn_error_ends_on_the_error_path(client: EngineClient) -> None:
+    bk = key()
+    pid = await client.start(PROCESS, business_key=bk, variables={"transferId": "x"})
+    task = await fetch_one(client, bk)
+    await client.bpmn_error(task, code="REJECTED", message="payee refused", variables={"why": "no"})
+    (hist,) = await client.historic_instances(business_key=bk)
+    assert (hist["id"], hist["state"]) == (pid, "COMPLETED")
+    assert await client.running_instances(business_key=bk) == []
+
+
+async def test_failure_with_retries_then_an_incident(client: EngineClient) -> None:
+    before = await client.count(process_key=PROCESS, incidents=True)
+    bk = key()
+    await client.start(PROCESS, business_key=bk, variables={})
+    task = await fetch_one(client, bk)
+    await client.failure(
+        task, message="switch down", details="trace", retries=1, retry_timeout_ms=0
+    )
+    again = await fetch_one(client, bk)
+    assert again.id == task.id
+    assert again.retries == 1
+    assert again.error_message == "switch down"
+    await client.failure(again, message="still down", details=None, retries=0, retry_timeout_ms=0)
+    assert await client.count(process_key=PROCESS, incidents=True) == before + 1
+    assert await client.count(incidents=True) >= before + 1
+    # With no retries left nothing is handed out any more.
+    none = await client.fetch_and_lock(
+        "w1",
+        [TopicRequest(TOPIC, 10_000, business_key=bk)],
+        max_tasks=1,
+        async_response_timeout_ms=0,
+    )
+    assert none == []
+
+
+async def test_correlate_by_business_key_and_by_correlation_key(client: EngineClient) -> None:
+    bk, transfer = key(), str(uuid.uuid4())
+    pid = await client.start(PROCESS, business_key=bk, variables={"transferId": transfer})
+    running = await client.count(process_key=PROCESS)
+    assert running >= 1
+    await client.correlate("callback", business_key=bk, variables={"quoteCallback": {"x": 1}})
+    await client.correlate(
+        "callback", correlation_keys={"transferId": transfer}, variables={"transferCallback": "ok"}
+    )
+    await client.correlate("callback", process_instance_id=pid, variables={"third": 3})
+    stored = await client.get_variables(pid)
+    assert stored["quoteCallback"] == '{"x":1}'
+    assert stored["transferCallback"] == "ok"
+    assert stored["third"] == 3
+    await client.set_variables(pid, {"third": None, "extra": 1.5})
+    stored = await client.get_variables(pid)
+    assert stored["third"] is None
+    assert stored["extra"] == 1.5
+    # The event subprocess is non-interrupting: the instance still runs.
+    assert await client.running_instances(business_key=bk) == [pid]
+
+
+async def test_no_subscription_is_refused(client: EngineClient) -> None:
+    bk = key()
+    pid = await client.start(PROCESS, business_key=bk, variables={})
+    # The instance waits at the external task, not at "proceed".
+    with pytest.raises(NoMatchingSubscription) as caught:
+        await client.correlate("proceed", process_instance_id=pid)
+    assert caught.value.status == 400
+    assert not caught.value.ambiguous
+    with pytest.raises(NoMatchingSubscription):
+        await client.correlate("callback", business_key=key())
+
+
+async def test_task_worker_runs_handlers(client: EngineClient) -> None:
+    keys = [key() for _ in range(4)]
+    for i, bk in enumerate(keys):
+        await client.start(PROCESS, business_key=bk, variables={"i": i})
+    seen: list[str] = []
+
+    async def handle(task: ExternalTask) -> Complete | BpmnError | Failure:
+        seen.append(str(task.business_key))
+        i = task.variables["i"]
+        if i == 0:
+            return BpmnError("REJECTED", "no")
+        if i == 1:
+            raise RuntimeError("a defect")
+        return Complete({"handled": i})
+
+    worker = TaskWorker(
+        client, "worker-test", {TOPIC: handle}, max_in_flight=2, lock_ms=10_000, long_poll_ms=1_000
+    )
+    running = asyncio.create_task(worker.run())
+    await apoll(
+        lambda: asyncio.sleep(0, result=set(keys) <= set(seen)),
+        what="the worker handled all four",
+        deadline_s=60,
+    )
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    assert worker.stats["bpmn_errors"] >= 1
+    assert worker.stats["failures"] >= 1  # the defect became an incident
+    assert worker.stats["completed"] >= 2
+    incidents = await client.count(process_key=PROCESS, incidents=True)
+    assert incidents >= 1
+    (rejected,) = await client.historic_instances(business_key=keys[0])
+    assert rejected["state"] == "COMPLETED"
+
+
+async def test_two_nodes_on_one_database_then_a_stopped_node(
+    engine: RunningEngine, client: EngineClient
+) -> None:
+    second_url = engine.add_node()
+    try:
+        async with EngineClient(second_url, timeout_s=5.0) as second:
+            assert await second.ready()
+            bk1, bk2 = key(), key()
+            await client.start(PROCESS, business_key=bk1, variables={})
+            await second.start(PROCESS, business_key=bk2, variables={})
+            # Each node locks the task the other started: one database, two nodes.
+            on_second = await fetch_one(second, bk1, worker="w-second")
+            on_first = await fetch_one(client, bk2, worker="w-first")
+            await second.complete(on_second)
+            await client.complete(on_first)
+            assert (on_second.business_key, on_first.business_key) == (bk1, bk2)
+
+            engine.kill_node(len(engine.nodes) - 1)
+            assert not await second.ready()
+            with pytest.raises(EngineUnavailable) as caught:
+                await second.fetch_and_lock(
+                    "w-second",
+                    [TopicRequest(TOPIC, 1_000)],
+                    max_tasks=1,
+                    async_response_timeout_ms=0,
+                )
+            assert caught.value.retryable
+            assert not caught.value.ambiguous
+            assert await client.ready()  # the first node still serves
+    finally:
+        engine.remove_node(len(engine.nodes) - 1)
