@@ -85,7 +85,10 @@ class Refused(EngineError):
 #: the exception type Operaton names in the body of an optimistic-locking failure
 OPTIMISTIC_LOCKING = "OptimisticLockingException"
 #: what `POST /message` says when nothing waits for the message (MismatchingMessageCorrelation)
-NO_MATCH_MARKERS = ("No process definition or execution matches", "no execution matches")
+NO_MATCH_MARKERS = (
+    "No process definition or execution matches",
+    "No process definition matches",
+)
 
 
 def from_transport(err: httpx.TransportError, what: str) -> EngineError:
