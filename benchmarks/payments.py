@@ -1,13 +1,13 @@
 """Benchmark: completed payer payments per second and end-to-end latency on one engine.
 
-The whole stack runs on this machine as real processes: Zeebe, the engine's workers and channel
-API, the callback router, the reference AMS and the switch double. Payments are offered at a fixed
-rate (open loop, so a slow system cannot slow the offered load down) for a fixed time; only
-payments that end COMMITTED count. Latency is the engine's own record: from the channel request
-to the recorded final state. Where the time goes is shown as CPU seconds per payment for each
-process, read from /proc before and after the run.
+The whole stack runs on this machine as real processes: one Operaton engine (its PostgreSQL and
+its node), the engine's workers and channel API, the callback router, the reference AMS and the
+switch double. Payments are offered at a fixed rate (open loop, so a slow system cannot slow the
+offered load down) for a fixed time; only payments that end COMMITTED count. Latency is the
+engine's own record: from the channel request to the recorded final state. Where the time goes
+is shown as CPU seconds per payment for each process, read from /proc before and after the run.
 
-    uv run python benchmarks/payments.py --rate 20 --duration 30
+    uv run python benchmarks/payments.py --rate 20 --duration 30 [--workers 2]
 
 A warm-up (300 payments at 15/s by default) is sent and not counted, so the figure is the
 steady state rather than the JVMs compiling their hot paths.
@@ -28,7 +28,8 @@ from pathlib import Path
 import httpx
 
 from harness import stack
-from harness.components import Running, get
+from harness.components import Running
+from harness.components.operaton import start_engine
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -106,18 +107,28 @@ def main() -> None:
         default=300,
         help="payments sent first and not counted: the JVMs compile their hot paths meanwhile",
     )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on the engine")
+    parser.add_argument("--nodes", type=int, default=1, help="engine nodes over its database")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
         workdir = Path(tmp)
-        zeebe_comp = get("zeebe")
-        zeebe_comp.fetch()
-        engine = zeebe_comp.start(workdir, engine="engine-a")
+        engine = start_engine(workdir, "engine-a", args.nodes)
         payments = None
         try:
-            payments = stack.start(workdir, {"engine-a": engine}, payers=50, payees=50)
+            payments = stack.start(
+                workdir,
+                {"engine-a": engine},
+                workers_per_engine=args.workers,
+                payers=50,
+                payees=50,
+            )
             channel = payments.channel("engine-a")
-            procs: list[Running] = [engine, *payments.order]
+            procs: list[Running] = [
+                engine.postgres,
+                *(node.run for node in engine.nodes if node.run is not None),
+                *payments.order,
+            ]
             warm, _ = asyncio.run(offer(channel, 15, args.warmup / 15))
             asyncio.run(outcomes(channel, warm, 180))
 
@@ -129,7 +140,7 @@ def main() -> None:
         finally:
             if payments is not None:
                 payments.stop()
-            zeebe_comp.stop(engine)
+            engine.stop()
 
     committed = [f for f in final.values() if f["status"] == "COMMITTED"]
     latencies = sorted(_ts(f["updatedAt"]) - _ts(f["createdAt"]) for f in committed)

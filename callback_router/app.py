@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callback_router.admin import admin_router
 from callback_router.db import Database
-from callback_router.delivery import Delivery, ZeebeDelivery
+from callback_router.delivery import Delivery, EngineDelivery
 from callback_router.metrics import RouterMetrics
 from callback_router.outbox import Outbox
 from callback_router.registry import RegistryStore
@@ -53,10 +53,10 @@ def create_app(
     delivery: Delivery | None = None,
     switch_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The router app; `registry` and `delivery` default to the settings' file and real Zeebe,
+    """The router app; `registry` and `delivery` default to the settings' file and the real engines,
     `switch_transport` to real HTTP."""
     registry = registry or RegistryStore(settings.registry_file)
-    delivery = delivery or ZeebeDelivery(settings.zeebe_timeout_s)
+    delivery = delivery or EngineDelivery(settings.engine_timeout_s)
     metrics = RouterMetrics()
     db = Database(settings.database_url)
     outbox = Outbox(

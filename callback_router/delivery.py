@@ -1,49 +1,29 @@
-"""The Zeebe adapter: publish messages and create instances on one engine's gateway (pyzeebe).
+"""Delivery to the engines: correlate messages and start instances over Operaton's REST API.
 
-Every pyzeebe/gRPC failure becomes a `DeliveryError` that says whether a retry can help and
-whether the call may have taken effect anyway (a timeout). A publish that Zeebe refuses because
-the message id is still buffered means an earlier attempt got through: that counts as delivered.
-Channels are kept per engine and rebuilt when the registry gives the engine another gateway;
-reconnect backoff is capped low so that a restarted engine is found again within seconds.
+Every engine failure becomes a `DeliveryError` that says whether a retry can help and whether
+the call may have taken effect anyway (a timeout). A message the engine refuses because no
+instance waits for it is a late callback (the instance has ended: every process subscribes for
+its whole life): not retryable, reported by the caller. Correlating the same callback twice sets
+the same variables again, so a redelivery of something that did arrive changes nothing.
+Clients are kept per engine and rebuilt when the registry gives the engine another address.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from pyzeebe import ZeebeClient, create_insecure_channel
-from pyzeebe.errors import (
-    InvalidJSONError,
-    MessageAlreadyExistsError,
-    ProcessDefinitionNotFoundError,
-    PyZeebeError,
-    UnknownGrpcStatusCodeError,
-    ZeebeBackPressureError,
-    ZeebeDeadlineExceeded,
-    ZeebeGatewayUnavailableError,
-    ZeebeInternalError,
-)
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from callback_router.routing import Publish
+from phee import contract
 from phee.contract import EngineInfo
+from phee.engine import EngineClient, EngineError, NoMatchingSubscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: gRPC reconnect backoff: the library default grows to 120 s, far too slow to find an engine
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-)
-#: gRPC status codes (by name: grpc ships no type stubs) worth another attempt
-_RETRYABLE_CODES = frozenset(
-    {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL", "CANCELLED", "UNKNOWN"}
-)
 
 
 class DeliveryError(Exception):
@@ -51,102 +31,101 @@ class DeliveryError(Exception):
 
     `retryable`: the same call may succeed later (engine unreachable, busy, slow).
     `ambiguous`: the engine may have acted anyway (timeout), so a retry elsewhere is unsafe.
+    `late`: no instance waits for this message any more (it has ended).
     """
 
-    def __init__(self, engine: str, reason: str, *, retryable: bool, ambiguous: bool) -> None:
+    def __init__(
+        self, engine: str, reason: str, *, retryable: bool, ambiguous: bool, late: bool = False
+    ) -> None:
         super().__init__(f"{engine}: {reason}")
         self.engine = engine
         self.reason = reason
         self.retryable = retryable
         self.ambiguous = ambiguous
+        self.late = late
 
 
 class Delivery(Protocol):
-    """What the router needs from an engine; `ZeebeDelivery` is the real one."""
+    """What the router needs from an engine; `EngineDelivery` is the real one."""
 
     async def publish(self, engine: EngineInfo, message: Publish) -> None:
-        """Publish a message (idempotent by its message id)."""
+        """Correlate a message (safe to repeat)."""
 
-    async def start(self, engine: EngineInfo, process_id: str, variables: dict[str, Any]) -> int:
-        """Create an instance; returns its key."""
+    async def start(self, engine: EngineInfo, process_id: str, variables: dict[str, Any]) -> str:
+        """Create an instance; returns its id."""
 
     async def close(self) -> None:
         """Release connections."""
 
 
-def map_error(engine: str, exc: BaseException) -> DeliveryError:
-    """Our view of a pyzeebe failure (it wraps every gRPC one): retry? may it have happened?"""
-    reason = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, TimeoutError | ZeebeDeadlineExceeded | ZeebeInternalError):
-        return DeliveryError(engine, reason, retryable=True, ambiguous=True)
-    if isinstance(exc, ZeebeGatewayUnavailableError | ZeebeBackPressureError):
-        return DeliveryError(engine, reason, retryable=True, ambiguous=False)
-    if isinstance(exc, UnknownGrpcStatusCodeError):
-        code = str(getattr(exc.grpc_error.code(), "name", ""))
-        return DeliveryError(engine, reason, retryable=code in _RETRYABLE_CODES, ambiguous=False)
-    if isinstance(exc, ProcessDefinitionNotFoundError | InvalidJSONError):
-        return DeliveryError(engine, reason, retryable=False, ambiguous=False)
-    return DeliveryError(engine, reason, retryable=False, ambiguous=False)
+def map_error(engine: str, exc: EngineError, message: Publish | None = None) -> DeliveryError:
+    """Our view of an engine failure: retry? may it have happened? a late callback?"""
+    reason = f"{exc.kind}: {exc}"
+    if isinstance(exc, NoMatchingSubscription):
+        late = "late callback: no instance waits for it (ended)"
+        if message is not None and _commits(message):
+            late += "; a COMMITTED transfer arrived late: flagged for reconciliation"
+        return DeliveryError(
+            engine, f"{late}: {reason}", retryable=False, ambiguous=False, late=True
+        )
+    return DeliveryError(engine, reason, retryable=exc.retryable, ambiguous=exc.ambiguous)
 
 
-class ZeebeDelivery:
-    """One gRPC channel per engine; every call bounded by `timeout_s`."""
+def _commits(message: Publish) -> bool:
+    if message.name != contract.MSG_TRANSFER_CALLBACK:
+        return False
+    callback = message.variables.get(contract.VAR_BY_MESSAGE[message.name]) or {}
+    body = callback.get("body") if isinstance(callback, dict) else None
+    return isinstance(body, dict) and body.get("transferState") == "COMMITTED"
+
+
+class EngineDelivery:
+    """One REST client per engine; every call bounded by `timeout_s`."""
 
     def __init__(self, timeout_s: float = 5.0) -> None:
         self.timeout_s = timeout_s
-        self._clients: dict[str, tuple[str, Any, ZeebeClient]] = {}  # gateway, channel, client
-        self._closing: set[asyncio.Task[None]] = set()
+        self._clients: dict[str, tuple[str, EngineClient]] = {}
 
-    def _client(self, engine: EngineInfo) -> ZeebeClient:
+    async def _client(self, engine: EngineInfo) -> EngineClient:
         known = self._clients.get(engine.name)
-        if known is not None and known[0] == engine.gateway:
-            return known[2]
-        if known is not None:  # the engine moved: close the old channel in the background
-            task = asyncio.ensure_future(known[1].close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        channel = create_insecure_channel(
-            grpc_address=engine.gateway, channel_options=CHANNEL_OPTIONS
-        )
-        # -1: never give up on the channel (pyzeebe closes it after N failures otherwise)
-        client = ZeebeClient(channel, max_connection_retries=-1)
-        self._clients[engine.name] = (engine.gateway, channel, client)
+        if known is not None and known[0] == engine.engine_url:
+            return known[1]
+        if known is not None:  # the engine moved
+            await known[1].close()
+        client = EngineClient(engine.engine_url, timeout_s=self.timeout_s)
+        self._clients[engine.name] = (engine.engine_url, client)
         return client
 
-    async def _call(self, engine: EngineInfo, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await asyncio.wait_for(call(), timeout=self.timeout_s)
-        except (PyZeebeError, TimeoutError) as exc:
-            raise map_error(engine.name, exc) from exc
-
     async def publish(self, engine: EngineInfo, message: Publish) -> None:
-        client = self._client(engine)
-
-        async def publish_once() -> None:
-            try:
-                await client.publish_message(
-                    name=message.name,
-                    correlation_key=message.correlation_key,
-                    variables=message.variables,
-                    time_to_live_in_milliseconds=message.ttl_ms,
-                    message_id=message.message_id,
+        client = await self._client(engine)
+        by = contract.CORRELATE_BY[message.name]
+        try:
+            if by == contract.BUSINESS_KEY:
+                await client.correlate(
+                    message.name, business_key=message.correlation_key, variables=message.variables
                 )
-            except MessageAlreadyExistsError:  # an earlier attempt got through
-                log.info("message %s already buffered on %s", message.message_id, engine.name)
+            else:
+                await client.correlate(
+                    message.name,
+                    correlation_keys={by: message.correlation_key},
+                    variables=message.variables,
+                )
+        except EngineError as exc:
+            raise map_error(engine.name, exc, message) from exc
 
-        await self._call(engine, publish_once)
-
-    async def start(self, engine: EngineInfo, process_id: str, variables: dict[str, Any]) -> int:
-        client = self._client(engine)
-        response = await self._call(engine, lambda: client.run_process(process_id, variables))
-        return int(response.process_instance_key)
+    async def start(self, engine: EngineInfo, process_id: str, variables: dict[str, Any]) -> str:
+        client = await self._client(engine)
+        # payee quotes: the transactionId (POST /transfers is correlated by it); lookups: fresh
+        business_key = str(variables.get("transactionId") or f"lookup-{uuid.uuid4()}")
+        try:
+            return await client.start(process_id, business_key=business_key, variables=variables)
+        except EngineError as exc:
+            raise map_error(engine.name, exc) from exc
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
-        for _gateway, channel, _client in clients.values():
-            await channel.close()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        for _url, client in clients.values():
+            await client.close()
 
 
 async def with_retries(
@@ -158,8 +137,8 @@ async def with_retries(
 ) -> T:
     """Retry `call` on retryable `DeliveryError`s (tenacity, short backoff).
 
-    Ambiguous failures (timeouts) are retried only for `idempotent` calls: a publish carries a
-    message id, an instance creation does not.
+    Ambiguous failures (timeouts) are retried only for `idempotent` calls: a correlation can be
+    repeated, an instance creation cannot.
     """
 
     def worth_it(exc: BaseException) -> bool:

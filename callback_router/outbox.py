@@ -3,9 +3,10 @@
 A message lands here when its engine is down or unreachable, so the router can answer the
 switch at once and still never lose it (invariant 2): a background loop redelivers each message
 to the engine that owns it, never to another one, with a persisted exponential backoff, until it
-succeeds. Messages are published with their message id, so a redelivery of something that did
-reach Zeebe is a no-op. A message that can never be delivered (Zeebe refused it outright, or it
-outlived `give_up_s`) is marked dead: kept, counted and shown by the admin API, not dropped.
+succeeds. Correlating the same callback again sets the same variables, so a redelivery of
+something that did reach the engine changes nothing. A message that can never be delivered (the
+engine refused it: a late callback; or it outlived `give_up_s`) is marked dead: kept, counted
+and shown by the admin API, not dropped.
 """
 
 from __future__ import annotations

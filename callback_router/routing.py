@@ -27,7 +27,7 @@ from phee.fspiop.errors import FspiopError
 
 @dataclass(frozen=True)
 class Publish:
-    """Publish one Zeebe message on one engine (idempotent through `message_id`)."""
+    """Correlate one message on one engine (`message_id` names it in logs and the outbox)."""
 
     engine: str
     name: str
@@ -74,7 +74,7 @@ class PartyFanout:
 
 
 def message_id(kind: str, key: str, *, ok: bool, content_hash: str) -> str:
-    """A message id that makes a resend of the same content a no-op in Zeebe."""
+    """A message id: the same content gets the same id (logs, outbox, duplicate detection)."""
     return f"{kind}:{key}:{'' if ok else 'error:'}{content_hash}"
 
 

@@ -1,6 +1,6 @@
 """What the router does with a valid request: decide (routing.py), then make the result safe.
 
-"Safe" means published to the owning engine's Zeebe, or written to the durable outbox, before
+"Safe" means correlated on the owning engine, or written to the durable outbox, before
 the switch gets its 200/202 (DESIGN.md section 4). New payee work is started on an accepting
 engine, failing over to the next one when an engine cannot be reached; if none takes it, the
 switch gets 503/2003 and nothing is remembered. Duplicate POSTs never start a second instance.
@@ -64,7 +64,7 @@ class RouterService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         # The engines' channel APIs, for asking an engine to send a callback again.
-        self._engines_http = httpx.AsyncClient(timeout=settings.zeebe_timeout_s)
+        self._engines_http = httpx.AsyncClient(timeout=settings.engine_timeout_s)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,7 +119,7 @@ class RouterService:
                     timeout=self.settings.direct_budget_s,
                 )
             except DeliveryError as exc:
-                if not exc.retryable:  # Zeebe refused it: report it, never drop it silently
+                if not exc.retryable:  # refused (late): report it, never drop it silently
                     await self.outbox.put(message, str(exc), dead=True)
                     return "dead"
                 reason = str(exc)
@@ -143,7 +143,7 @@ class RouterService:
                 continue
             call = functools.partial(self.delivery.start, engine, start.process_id, start.variables)
             try:
-                key = await with_retries(
+                key: str = await with_retries(
                     call, attempts=self.settings.direct_attempts, idempotent=False
                 )
             except DeliveryError as exc:
@@ -154,7 +154,7 @@ class RouterService:
                 continue
             self._last_chosen[name] = next(self._sequence)
             self.metrics.deliveries.labels(name, "started").inc()
-            log.info("started %s instance %d on %s", start.process_id, key, name)
+            log.info("started %s instance %s on %s", start.process_id, key, name)
             return engine
         raise FspiopError("2003", "no accepting engine could take the request")
 

@@ -36,7 +36,7 @@ class RouterSettings(ComponentSettings):
     admin_token: SecretStr | None = None
     #: SQLAlchemy URL of the durable outbox and routing tables
     database_url: str = "sqlite:///phee-router.db"
-    #: time-to-live of every message published to Zeebe (buffering across engine restarts)
+    #: how long an undelivered message is retried (covers an engine restart)
     message_ttl_ms: int = Field(default=contract.MESSAGE_TTL_MS, gt=0)
     #: base URL of the switch, for the error callbacks the router sends itself (3106)
     switch_url: str | None = None
@@ -44,8 +44,8 @@ class RouterSettings(ComponentSettings):
     party_wait_default_s: float = Field(default=60.0, gt=0)
     #: how long payee transactionId/transferId -> engine mappings and request hashes are kept
     payee_retention_s: float = Field(default=86_400.0, gt=0)
-    #: one Zeebe call may take this long before it counts as failed (and is retried)
-    zeebe_timeout_s: float = Field(default=5.0, gt=0)
+    #: one engine call may take this long before it counts as failed (and is retried)
+    engine_timeout_s: float = Field(default=5.0, gt=0)
     #: in-request delivery attempts, and the time they may take together, before a callback
     #: goes to the outbox instead (the switch waits for our answer meanwhile)
     direct_attempts: int = Field(default=3, ge=1)

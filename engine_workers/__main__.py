@@ -1,63 +1,94 @@
-"""One engine's worker process: deploy the BPMN, work the jobs, serve the channel API.
+"""One engine's worker process: deploy the BPMN, work the external tasks, serve the channel API.
 
-Run `python -m engine_workers` with PHEE_ENGINE_* settings (engine_workers/README.md). SIGTERM
-stops taking HTTP requests, lets uvicorn finish those in flight, then stops the Zeebe worker
-(jobs it still holds time out and are handed to another worker) and closes the adapters.
+Run `python -m engine_workers` with PHEE_ENGINE_* settings (engine_workers/README.md). Any number
+of these processes may serve one engine: tasks are fetched and locked by the engine, and the
+payment store is shared. SIGTERM stops taking HTTP requests, lets uvicorn finish those in
+flight, then stops fetching tasks, finishes the ones it holds, and closes the adapters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+import os
+import socket
 
 import uvicorn
-from pyzeebe import ZeebeClient, ZeebeWorker, create_insecure_channel
 
-from engine_workers import bpmn, channel, failures, tasks_payee, tasks_payer
+from engine_workers import bpmn, channel, tasks_payee, tasks_payer
+from engine_workers.registration import Tasks
 from engine_workers.runtime import Runtime
 from engine_workers.settings import EngineSettings
-from phee import contract
+from engine_workers.starting import EngineStarts, PayerStarts, unstarted_cutoff, utcnow
+from phee.engine import EngineClient, EngineError, TaskWorker
 from phee.service import load_settings, uvicorn_config
 
 log = logging.getLogger("engine_workers")
 
+#: a payment with no instance this long after it was received is checked against the engine
+START_GRACE_S = 60.0
+SWEEP_EVERY_S = 15.0
+
+
+async def sweep_unstarted(rt: Runtime, starts: PayerStarts, stop: asyncio.Event) -> None:
+    """Fail payments whose start was lost and that the engine certainly does not have.
+
+    Never restarts them: the client was not told, so only the client's retry (same
+    X-CorrelationID) may start such a payment. A late instance finds it FAILED and cannot claim it.
+    """
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=SWEEP_EVERY_S)
+        try:
+            for payment in await rt.store.unstarted(unstarted_cutoff(utcnow(), START_GRACE_S)):
+                if await starts.known(payment.transaction_id):
+                    continue
+                await rt.store.set_status(
+                    payment.transaction_id,
+                    "FAILED",
+                    "the engine has no instance for this payment; nothing was sent",
+                )
+                log.warning("payment %s never started: FAILED", payment.transaction_id)
+        except EngineError as err:
+            log.warning("sweep of unstarted payments skipped: %s", err)
+
 
 async def run(settings: EngineSettings) -> None:
     rt = Runtime.from_settings(settings)
-    grpc = create_insecure_channel(grpc_address=settings.gateway)
-    client = ZeebeClient(grpc)
-    for path in bpmn.paths():
-        await client.deploy_resource(str(path))
-    log.info(
-        "engine %s deployed %d processes on %s", settings.name, len(bpmn.FILES), settings.gateway
+    engine = EngineClient(settings.engine_url, timeout_s=settings.http_timeout_s)
+    files = {path.name: path.read_bytes() for path in bpmn.paths()}
+    deployed = await engine.deploy(f"phee-{settings.name}", files)
+    log.info("engine %s runs %s (%s)", settings.name, deployed, settings.engine_url)
+
+    tasks = Tasks(retries=settings.retries)
+    tasks_payer.register(tasks, rt)
+    tasks_payee.register(tasks, rt)
+    worker = TaskWorker(
+        engine,
+        f"{settings.name}-{socket.gethostname()}-{os.getpid()}",
+        tasks.handlers(),
+        max_in_flight=settings.max_jobs,
+        lock_ms=settings.lock_ms,
+        long_poll_ms=settings.long_poll_ms,
+        fetch_variables=tasks.fetch_variables(),
     )
+    working = asyncio.create_task(worker.run())
+    starts = EngineStarts(engine)
+    stop_sweeping = asyncio.Event()
+    sweeping = asyncio.create_task(sweep_unstarted(rt, starts, stop_sweeping))
 
-    # Job push (Zeebe 8.4+): jobs are streamed to us as they are created instead of each task
-    # type long-polling; polling still picks up older jobs.
-    worker = ZeebeWorker(
-        grpc,
-        name=settings.name,
-        exception_handler=failures.handle,
-        stream_enabled=settings.job_streaming,
-    )
-    tasks_payer.register(worker, rt)
-    tasks_payee.register(worker, rt)
-    working = asyncio.create_task(worker.work())
-
-    async def start_payer(variables: dict[str, Any]) -> int:
-        created = await client.run_process(contract.PAYER_TRANSFER, variables)
-        return int(created.process_instance_key)
-
-    app = channel.create_app(rt, start_payer, ready=lambda: not working.done())
+    app = channel.create_app(rt, starts, ready=lambda: not working.done())
     server = uvicorn.Server(uvicorn_config(app, settings.service))
     try:
         await server.serve()  # returns after SIGTERM/SIGINT, in-flight requests finished
     finally:
-        await worker.stop()
+        stop_sweeping.set()
+        worker.stop()
         await working
+        await sweeping
+        await engine.close()
         await rt.close()
-        await grpc.close()
 
 
 def main() -> None:

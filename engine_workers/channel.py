@@ -1,14 +1,17 @@
 """The channel API of one engine (PH-EE's interface for apps, USSD and agents).
 
 `POST /channel/transfer` starts a payer transfer on this engine; `GET /channel/transfer/{id}`
-answers from the engine's own payment store, so a channel sees FAILED as FAILED even when the
-back office is down. `X-CorrelationID` makes a retried request return the first payment.
+answers from the engine's payment store, so a channel sees FAILED as FAILED even when the back
+office is down. `X-CorrelationID` makes a retried request return the first payment, on any
+worker process of the engine (the store is shared); a retry of a payment whose start was lost
+starts it (`engine_workers.starting`: never twice in effect). A payment is answered FAILED only
+when the engine certainly has no instance for it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Request
@@ -17,6 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine_workers.runtime import Runtime
+from engine_workers.starting import PayerStarts, Started, start_payment
+from phee.engine import EngineError
 from phee.fspiop import ids
 from phee.fspiop.errors import FspiopError
 from phee.service import bind_transaction, instrument
@@ -57,11 +62,8 @@ class TransferRequest(BaseModel):
     note: str | None = Field(default=None, max_length=128)
 
 
-StartProcess = Callable[[dict[str, Any]], Awaitable[int]]
-
-
-def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], bool]) -> FastAPI:
-    """The channel API; `start_process` creates the payer instance (Zeebe, injected for tests)."""
+def create_app(rt: Runtime, starts: PayerStarts, ready: Callable[[], bool]) -> FastAPI:
+    """The channel API; `starts` creates payer instances on the engine."""
     app = FastAPI(title=f"phee channel API ({rt.settings.name})", version="0.1.0")
     instrument(app, ready=ready)
     s = rt.settings
@@ -89,15 +91,6 @@ def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], boo
         transaction_id = ids.new_id(s.slot, s.id_kind)
         bind_transaction(transaction_id)  # this request's log lines carry it
         request = body.model_dump(exclude_none=True)
-        payment, created = await rt.store.create(
-            transaction_id,
-            tenant=tenant,
-            correlation_id=correlation_id,
-            direction="PAYER",
-            request=request,
-        )
-        if not created:
-            return JSONResponse(_view(payment), status_code=200)
         variables = {
             **request,
             "transactionId": transaction_id,
@@ -111,16 +104,31 @@ def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], boo
             "statusWait": s.status_wait,
             "transferWait": "PT60S",  # replaced when the transfer is sent
         }
-        try:
-            await start_process(variables)
-        except Exception as err:
-            log.exception("engine refused payment %s", transaction_id)
+        # The whole start is kept, so that a retry can start exactly this payment again.
+        payment, created = await rt.store.create(
+            transaction_id,
+            tenant=tenant,
+            correlation_id=correlation_id,
+            direction="PAYER",
+            request=variables,
+        )
+        if not created:
+            bind_transaction(payment.transaction_id)
+            started_before = payment.instance_id is not None or payment.status != "RECEIVED"
+            if started_before or await _known(starts, payment.transaction_id):
+                return JSONResponse(_view(payment), status_code=200)
+            variables = payment.request  # a retry of a payment whose start was lost
+            transaction_id = payment.transaction_id
+        started = await start_payment(starts, transaction_id, variables, attempts=s.start_attempts)
+        if started == Started.REFUSED:
             await rt.store.set_status(
-                transaction_id, "FAILED", f"engine refused the payment: {err}"
+                transaction_id, "FAILED", "the engine did not accept the payment; nothing was sent"
             )
-            raise FspiopError("2003", "the engine did not accept the payment") from err
+            raise FspiopError("2003", "the engine did not accept the payment")
+        # UNKNOWN: the engine may have it; the client polls (or retries with its correlation id).
         return JSONResponse(
-            {"transactionId": transaction_id, "status": "RECEIVED"}, status_code=202
+            {"transactionId": transaction_id, "status": "RECEIVED"},
+            status_code=202 if created else 200,
         )
 
     @app.post("/internal/resend/{resource}/{ident}", include_in_schema=False)
@@ -149,6 +157,15 @@ def create_app(rt: Runtime, start_process: StartProcess, ready: Callable[[], boo
         return JSONResponse(_view(payment))
 
     return app
+
+
+async def _known(starts: PayerStarts, transaction_id: str) -> bool:
+    """Whether the engine has an instance; when it cannot say, assume it has (never start twice
+    on a guess: the client keeps polling or retrying)."""
+    try:
+        return await starts.known(transaction_id)
+    except EngineError:
+        return True
 
 
 def _view(payment: Any) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""How a failed job is reported to Zeebe: retry with backoff, a BPMN error, or an incident.
+"""How a task's failure is reported to the engine: retry with backoff, a BPMN error, or an incident.
 
-- `Transient`: the peer did not answer or answered 5xx. Retry with exponential backoff; on the
-  last retry, tasks that have a BPMN boundary for it (`unreachable_error`) throw that error so
-  the process decides (ask the switch, or end with a reason) instead of stalling.
-- `Rejected`: the business said no (insufficient funds, ...). A BPMN error with its code and the
-  variables explaining why; never retried.
-- Anything else is a bug: fail with retries so it surfaces as an incident for an operator.
-A job is never completed when its call failed (PH-EE completes on send and loses errors).
+- `Transient`: the peer did not answer or answered 5xx. Report a failure with one retry fewer
+  and an exponential backoff; on the last attempt, tasks that have a BPMN boundary for it
+  (`UNREACHABLE_ERRORS`) throw that error so the process decides (wait and ask the switch, or end
+  with a reason) instead of stalling in an incident.
+- `Rejected`: the business or the switch said no. A BPMN error with its code and the variables
+  explaining why; never retried.
+- Anything else is a defect: a failure with no retries left, i.e. an incident for an operator.
+A task is never completed when its call failed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyzeebe import Job, JobController
-
-from phee.service import payment_context
+from phee.engine import BpmnError, ExternalTask, Failure, Outcome
 
 log = logging.getLogger("engine_workers.failures")
 
@@ -37,44 +36,61 @@ class Rejected(Exception):
         self.variables = variables
 
 
-#: task type -> BPMN error code thrown when its last retry fails transiently
+class GiveUp(Exception):
+    """End the task with the BPMN error `error_code` now (for example a duplicate instance)."""
+
+    def __init__(
+        self, error_code: str, message: str, variables: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.variables = variables or {}
+
+
+#: topic -> BPMN error thrown when its last attempt fails transiently
 UNREACHABLE_ERRORS = {
     "fspiop-party-lookup": "fspiop-unreachable",
     "fspiop-quote": "fspiop-unreachable",
     "fspiop-transfer": "fspiop-unreachable",
     "fspiop-transfer-status": "fspiop-unreachable",
+    "ams-block": "ams-unavailable",
 }
 
 
-def backoff_ms(retries_left: int, configured: int = 3) -> int:
+def attempts_left(task: ExternalTask, configured: int) -> int:
+    """Attempts left including this one (the engine reports no retries before the first failure)."""
+    return configured if task.retries is None else max(task.retries, 0)
+
+
+def is_last_attempt(task: ExternalTask, configured: int) -> bool:
+    return attempts_left(task, configured) <= 1
+
+
+def backoff_ms(retries_left: int, configured: int) -> int:
     """Exponential backoff by attempt number, capped."""
     attempt = max(configured - retries_left, 0)
     return int(min(BACKOFF_BASE_MS * (2**attempt), BACKOFF_MAX_MS))
 
 
-async def handle(exc: Exception, job: Job, controller: JobController) -> None:
-    """pyzeebe exception handler implementing the policy above."""
-    with payment_context(job.variables.get("transactionId")):
-        await _handle(exc, job, controller)
-
-
-async def _handle(exc: Exception, job: Job, controller: JobController) -> None:
+def outcome_of(exc: Exception, task: ExternalTask, configured: int) -> Outcome:
+    """The policy above, for `exc` raised by the handler of `task`."""
+    if isinstance(exc, GiveUp):
+        log.info("task %s %s ends: %s", task.topic, task.id, exc)
+        return BpmnError(code=exc.error_code, message=str(exc), variables=exc.variables)
     if isinstance(exc, Rejected):
-        log.info("job %s %s rejected: %s", job.type, job.key, exc)
-        await controller.set_error_status(
-            str(exc), error_code=exc.error_code, variables=exc.variables
-        )
-        return
+        log.info("task %s %s rejected: %s", task.topic, task.id, exc)
+        return BpmnError(code=exc.error_code, message=str(exc), variables=exc.variables)
     if isinstance(exc, Transient):
-        error_code = UNREACHABLE_ERRORS.get(job.type)
-        if job.retries <= 1 and error_code:
-            log.warning("job %s %s gave up after retries: %s", job.type, job.key, exc)
-            await controller.set_error_status(
-                str(exc), error_code=error_code, variables={"lastError": str(exc)}
-            )
-            return
-        log.warning("job %s %s will be retried: %s", job.type, job.key, exc)
-        await controller.set_failure_status(str(exc), retry_back_off_ms=backoff_ms(job.retries))
-        return
-    log.exception("job %s %s failed unexpectedly", job.type, job.key, exc_info=exc)
-    await controller.set_failure_status(f"{type(exc).__name__}: {exc}", retry_back_off_ms=1000)
+        left = attempts_left(task, configured)
+        error_code = UNREACHABLE_ERRORS.get(task.topic)
+        if left <= 1 and error_code:
+            log.warning("task %s %s gave up after retries: %s", task.topic, task.id, exc)
+            return BpmnError(code=error_code, message=str(exc), variables={"lastError": str(exc)})
+        log.warning("task %s %s will be retried: %s", task.topic, task.id, exc)
+        return Failure(
+            message=str(exc),
+            retries=max(left - 1, 0),
+            retry_timeout_ms=backoff_ms(left, configured),
+        )
+    log.error("task %s %s failed unexpectedly", task.topic, task.id, exc_info=exc)
+    return Failure(message=f"{type(exc).__name__}: {exc}", retries=0, retry_timeout_ms=0)

@@ -75,7 +75,7 @@ class FspiopClient:
         if resp.status_code >= 500 or resp.status_code == 429:
             raise Transient(f"{method} {path}: switch answered {resp.status_code} {detail}")
         raise Rejected(
-            "fspiop-unreachable",
+            "fspiop-refused",
             f"{method} {path}: switch refused with {resp.status_code} {detail}",
             {"lastError": f"switch refused {method} {path}: {resp.status_code} {detail}"},
         )

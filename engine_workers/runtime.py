@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pyzeebe import Job
 
 from engine_workers.ams import Ams, ReferenceAms
 from engine_workers.failures import Transient
@@ -30,7 +29,7 @@ class Runtime:
             settings=settings,
             fspiop=FspiopClient(settings),
             ams=ReferenceAms(settings.ams_url, settings.http_timeout_s),
-            store=PaymentStore(settings.store_url),
+            store=PaymentStore(settings.store_dsn()),
             router=httpx.AsyncClient(
                 base_url=settings.router_url,
                 timeout=settings.http_timeout_s,
@@ -74,11 +73,6 @@ class Runtime:
             raise Transient(f"router: {type(err).__name__}: {err}") from err
         if resp.status_code >= 300:
             raise Transient(f"router refused the party wait: {resp.status_code} {resp.text[:200]}")
-
-
-def variables(job: Job) -> dict[str, Any]:
-    """The job's variables as a plain dict (they are JSON: any value, checked where used)."""
-    return dict(job.variables)
 
 
 def now_iso(delta_s: float = 0) -> str:

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from phee.service import ComponentSettings
 
@@ -25,7 +26,9 @@ class EngineSettings(ComponentSettings):
 
     name: str = Field(default="engine-a", description="engine name (also in the registry)")
     slot: int = Field(default=0, ge=0, le=1023, description="the engine slot ids carry")
-    gateway: str = Field(default="127.0.0.1:26500", description="Zeebe gateway host:port")
+    engine_url: str = Field(
+        default="http://127.0.0.1:8080/engine-rest", description="the Operaton engine's REST API"
+    )
     fsp_id: str = Field(default="phee-dfsp", description="our DFSP id (FSPIOP-Source)")
     switch_url: str = Field(default="http://127.0.0.1:4040", description="the switch base URL")
     router_url: str = Field(
@@ -48,6 +51,30 @@ class EngineSettings(ComponentSettings):
     transfer_expiry_s: int = Field(default=20, ge=1, description="expiration we set on transfers")
     expiry_grace_s: int = Field(default=10, ge=0, description="wait past expiry before asking")
     status_wait: str = Field(default="PT20S", description="wait for the GET /transfers answer")
-    store_url: str = Field(default="sqlite:///./engine.db", description="engine-local payments")
-    max_jobs: int = Field(default=32, ge=1, description="jobs in flight per task type")
-    job_streaming: bool = Field(default=True, description="Zeebe job push instead of polling")
+    store_url: str = Field(
+        default="sqlite:///./engine.db",
+        description="the payment store every worker replica of this engine shares (PostgreSQL "
+        "database `payments` next to the engine's own; SQLite only for a single process)",
+    )
+    #: password of the store's database user, kept out of the URL (a Kubernetes Secret)
+    store_password: SecretStr | None = None
+    max_jobs: int = Field(default=32, ge=1, description="external tasks in flight per process")
+    lock_ms: int = Field(default=30_000, ge=1000, description="external-task lock duration")
+    long_poll_ms: int = Field(default=20_000, ge=0, description="fetchAndLock long-poll wait")
+    retries: int = Field(default=4, ge=1, description="attempts of a task before it gives up")
+    settle_retries: int = Field(
+        default=12, ge=1, description="attempts to book or release (AMS outages are ridden out)"
+    )
+    reserve_first: bool = Field(
+        default=True,
+        description="payee: answer RESERVED and credit only on the switch's PATCH COMMITTED; "
+        "false credits before answering COMMITTED (schemes without PATCH; see README)",
+    )
+    start_attempts: int = Field(default=4, ge=1, description="tries to start a payer instance")
+
+    def store_dsn(self) -> str:
+        """The store's URL with its password (kept apart so that the URL is not a secret)."""
+        if self.store_password is None:
+            return self.store_url
+        url = make_url(self.store_url).set(password=self.store_password.get_secret_value())
+        return url.render_as_string(hide_password=False)

@@ -1,9 +1,17 @@
 """The engine's own record of its payments: idempotency and status without the back office.
 
-The channel API answers `GET /channel/transfer/{id}` from here (PH-EE asks the whole back-office
-pipeline and reports FAILED as RECEIVED). Workers write each step's status; the outcome task
-writes the final state and reason. `X-CorrelationID` is unique per tenant, so a client that
-retries a request gets the payment it already started, not a second one.
+One store per engine, shared by every worker process of that engine (a `payments` database on
+the engine's PostgreSQL), so that the `X-CorrelationID` check and the status see every replica's
+writes. The channel API answers `GET /channel/transfer/{id}` from here (PH-EE asks the whole
+back-office pipeline and reports FAILED as RECEIVED). Workers write each step's status; the
+outcome task writes the final state and reason. `X-CorrelationID` is unique per tenant, so a
+client that retries a request gets the payment it already started, not a second one.
+
+Two more guarantees live here because they need a unique key the engine does not give:
+- `claim`: the first task of an instance claims its payment; a second instance started for the
+  same payment (an ambiguous start retried) finds it claimed and ends without touching money;
+- `keep_request`: an outbound FSPIOP request is built once, kept under (key, kind), and every
+  retry sends exactly the kept body (the switch answers 3106 to the same id with another body).
 """
 
 from __future__ import annotations
@@ -21,12 +29,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    or_,
     select,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
-from phee.sql import SqlIntegrityError, SqlOptions, SqlRunner, make_engine
+from phee.sql import SqlIntegrityError, SqlOptions, SqlRunner, insert_or_ignore, make_engine
 
 FINAL_STATES = frozenset({"COMMITTED", "ABORTED", "FAILED"})
 
@@ -41,9 +51,20 @@ payments = Table(
     Column("status", String(32), nullable=False),
     Column("reason", Text, nullable=True),
     Column("request", Text, nullable=False),
+    Column("instance_id", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("uq_tenant_correlation", "tenant", "correlation_id", unique=True),
+)
+
+#: outbound requests as first built: (key, kind) -> body
+kept_requests = Table(
+    "kept_requests",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -80,6 +101,7 @@ class Payment:
     request: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    instance_id: str | None = None
 
     @property
     def final(self) -> bool:
@@ -97,6 +119,7 @@ def _row(row: Any) -> Payment:
         request=json.loads(row.request),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        instance_id=row.instance_id,
     )
 
 
@@ -111,7 +134,7 @@ class PaymentStore:
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url, _OPTIONS)
         self._sql = SqlRunner(self._engine, name="payment-store")
-        metadata.create_all(self._engine)
+        _create_tables(self._engine)
 
     def close(self) -> None:
         self._sql.close()
@@ -184,6 +207,83 @@ class PaymentStore:
                 raise
             return existing, False
 
+    async def ensure(
+        self, transaction_id: str, *, tenant: str, direction: str, request: dict[str, Any]
+    ) -> Payment:
+        """The payment `transaction_id`, recorded now if it is not yet (a retried job's way)."""
+        now = datetime.now(UTC)
+        values = {
+            "transaction_id": transaction_id,
+            "tenant": tenant,
+            "correlation_id": None,
+            "direction": direction,
+            "status": "RECEIVED",
+            "reason": None,
+            "request": json.dumps(request, sort_keys=True),
+            "created_at": now,
+            "updated_at": now,
+        }
+        dialect = self._engine.dialect.name
+
+        def work(conn: Connection) -> Payment:
+            conn.execute(insert_or_ignore(payments, dialect, ["transaction_id"]).values(**values))
+            return _one(conn, payments.c.transaction_id == transaction_id) or _fail(transaction_id)
+
+        return await self._sql.run(work)
+
+    async def claim(self, transaction_id: str, instance_id: str) -> bool:
+        """Make `instance_id` the one instance that works on this payment.
+
+        True when it is (again) the owner; False when another instance owns it or the payment is
+        already final: that instance must end without touching money.
+        """
+        stmt = (
+            update(payments)
+            .where(
+                payments.c.transaction_id == transaction_id,
+                or_(payments.c.instance_id.is_(None), payments.c.instance_id == instance_id),
+                payments.c.status.not_in(FINAL_STATES),
+            )
+            .values(instance_id=instance_id, updated_at=datetime.now(UTC))
+        )
+        done = await self._sql.run(lambda conn: conn.execute(stmt).rowcount)
+        return bool(done)
+
+    async def keep_request(self, key: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` if this is the first request of `kind` for `key`, else the one kept before."""
+        dialect = self._engine.dialect.name
+        where = (kept_requests.c.key == key) & (kept_requests.c.kind == kind)
+        values = {
+            "key": key,
+            "kind": kind,
+            "body": json.dumps(body, sort_keys=True),
+            "created_at": datetime.now(UTC),
+        }
+
+        def work(conn: Connection) -> dict[str, Any]:
+            conn.execute(insert_or_ignore(kept_requests, dialect, ["key", "kind"]).values(**values))
+            kept: dict[str, Any] = json.loads(
+                conn.execute(select(kept_requests.c.body).where(where)).scalar_one()
+            )
+            return kept
+
+        return await self._sql.run(work)
+
+    async def unstarted(self, before: datetime, limit: int = 100) -> list[Payment]:
+        """Payer payments received before `before` that no instance has claimed yet."""
+        stmt = (
+            select(payments)
+            .where(
+                payments.c.direction == "PAYER",
+                payments.c.status == "RECEIVED",
+                payments.c.instance_id.is_(None),
+                payments.c.created_at < before,
+            )
+            .limit(limit)
+        )
+        rows = await self._sql.run(lambda conn: conn.execute(stmt).all(), read_only=True)
+        return [_row(row) for row in rows]
+
     async def get(self, transaction_id: str) -> Payment | None:
         return await self._sql.run(
             lambda conn: _one(conn, payments.c.transaction_id == transaction_id), read_only=True
@@ -204,6 +304,18 @@ class PaymentStore:
             conn.execute(stmt)
 
         await self._sql.run(work)
+
+
+def _create_tables(engine: Engine, attempts: int = 3) -> None:
+    """Create the tables; worker replicas starting together race on PostgreSQL's catalogue, and
+    the loser of that race finds the tables there on its next try."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _one(conn: Connection, where: Any) -> Payment | None:

@@ -1,15 +1,17 @@
-"""Job handlers of the payer transfer (engine_workers/bpmn/payer-transfer.bpmn).
+"""Task functions of the payer transfer (engine_workers/bpmn/payer-transfer.bpmn).
 
-No `from __future__ import annotations` here: pyzeebe recognises the `Job` parameter by its
-annotation object, which postponed annotations would turn into a string.
+Every outbound FSPIOP request is built once and kept (`PaymentStore.keep_request`): a retried
+task resends exactly the kept body, so the switch sees a resend, never a different request
+under the same id (which it refuses with 3106 while the first may still commit).
 """
+
+from __future__ import annotations
 
 import logging
 from typing import Any
 
-from pyzeebe import Job, ZeebeWorker
-
-from engine_workers.registration import add_task
+from engine_workers.failures import GiveUp, Transient
+from engine_workers.registration import Job, Tasks
 from engine_workers.runtime import (
     Runtime,
     dig,
@@ -17,7 +19,6 @@ from engine_workers.runtime import (
     money,
     now_iso,
     parse_iso,
-    variables,
 )
 from phee import contract
 from phee.fspiop import ilp
@@ -48,12 +49,15 @@ def _party_for_quote(party: dict[str, Any]) -> dict[str, Any]:
     return {"partyIdInfo": {k: info[k] for k in _PARTY_ID_FIELDS if info.get(k) is not None}}
 
 
-def register(worker: ZeebeWorker, rt: Runtime) -> None:
-    """Attach every payer task to `worker`."""
+def register(tasks: Tasks, rt: Runtime) -> None:
+    """Add every payer task to `tasks`."""
     s = rt.settings
 
     async def party_lookup(job: Job) -> dict[str, Any]:
-        v = variables(job)
+        v = job.variables
+        # One instance per payment: a second one (an ambiguous start that was retried) ends here.
+        if not await rt.store.claim(v["transactionId"], job.instance_id):
+            raise GiveUp("duplicate-instance", f"payment {v['transactionId']} has another instance")
         info = v["payee"]["partyIdInfo"]
         key = contract.party_key(
             info["partyIdType"], info["partyIdentifier"], info.get("partySubIdOrType")
@@ -65,13 +69,13 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         return {}
 
     async def quote(job: Job) -> dict[str, Any]:
-        v = variables(job)
+        v = job.variables
         party = dig(v, "partyCallback", "body", "party") or {}
         payee_fsp = dig(party, "partyIdInfo", "fspId")
         if not payee_fsp:
             raise ValueError("the party answer names no fspId")
         payer = {"partyIdInfo": {**v["payer"]["partyIdInfo"], "fspId": s.fsp_id}}
-        body: dict[str, Any] = {
+        built: dict[str, Any] = {
             "quoteId": v["quoteId"],
             "transactionId": v["transactionId"],
             "payee": _party_for_quote(party),
@@ -85,74 +89,58 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
             },
         }
         if v.get("note"):
-            body["note"] = v["note"]
+            built["note"] = v["note"]
+        body = await rt.store.keep_request(v["quoteId"], "post-quotes", built)
         await rt.fspiop.send("POST", "/quotes", body=body, destination=payee_fsp)
         await rt.store.set_status(v["transactionId"], "QUOTE_REQUESTED")
         return {"payeeFsp": payee_fsp}
 
     async def block(job: Job) -> dict[str, Any]:
-        v = variables(job)
+        v = job.variables
         amount = money(dig(v, "quoteCallback", "body", "transferAmount") or v["amount"])
         await rt.ams.block(v["transactionId"], v["payer"]["partyIdInfo"], amount)
         await rt.store.set_status(v["transactionId"], "FUNDS_BLOCKED")
         return {"transferAmount": amount}
 
     async def transfer(job: Job) -> dict[str, Any]:
-        v = variables(job)
+        v = job.variables
         quote_body = v["quoteCallback"]["body"]
-        expiration = now_iso(s.transfer_expiry_s)
-        body = {
+        built = {
             "transferId": v["transferId"],
             "payerFsp": s.fsp_id,
             "payeeFsp": v["payeeFsp"],
             "amount": v["transferAmount"],
             "ilpPacket": quote_body["ilpPacket"],
             "condition": quote_body["condition"],
-            "expiration": expiration,
+            "expiration": now_iso(s.transfer_expiry_s),
         }
-        await rt.fspiop.send("POST", "/transfers", body=body, destination=v["payeeFsp"])
-        await rt.store.set_status(v["transactionId"], "TRANSFER_SENT")
+        body = await rt.store.keep_request(v["transferId"], "post-transfers", built)
+        expiration = str(body["expiration"])
         # After expiry plus grace the process asks GET /transfers/{id} (never guesses).
-        return {
+        left = (parse_iso(expiration) - parse_iso(now_iso())).total_seconds()
+        waits = {
             "transferExpiration": expiration,
-            "transferWait": iso_duration(s.transfer_expiry_s + s.expiry_grace_s),
+            "transferWait": iso_duration(left + s.expiry_grace_s),
         }
+        try:
+            await rt.fspiop.send("POST", "/transfers", body=body, destination=v["payeeFsp"])
+        except Transient as err:
+            if not job.last_attempt:
+                raise
+            # The switch may have it: wait for its answer or ask after expiry, as if it was sent.
+            raise GiveUp("fspiop-unreachable", str(err), {"lastError": str(err), **waits}) from err
+        await rt.store.set_status(v["transactionId"], "TRANSFER_SENT")
+        return waits
 
     async def transfer_status(job: Job) -> dict[str, Any]:
-        v = variables(job)
+        v = job.variables
         await rt.fspiop.send("GET", f"/transfers/{v['transferId']}", destination=v["payeeFsp"])
         await rt.store.set_status(v["transactionId"], "TRANSFER_STATUS_REQUESTED")
         return {}
 
-    def decide(v: dict[str, Any]) -> tuple[str, str]:
-        """(outcome, reason) of the transfer answer: COMMITTED, ABORTED or UNKNOWN."""
-        cb = v.get("transferCallback") or {}
-        body = cb.get("body") or {}
-        if not cb.get("ok"):
-            detail = _error_detail(cb)
-            return "ABORTED", "transfer not committed" + (f": {detail}" if detail else "")
-        state = body.get("transferState")
-        if state == "ABORTED":
-            return "ABORTED", "transfer not committed: the switch reported it ABORTED"
-        if state != "COMMITTED":
-            # RECEIVED/RESERVED (or nonsense): not final. The funds stay blocked and the payment
-            # ends FAILED for reconciliation; an incident would leave it with no final state.
-            return "UNKNOWN", (
-                f"the transfer was reported {state}, neither committed nor aborted; "
-                "funds stay blocked for reconciliation"
-            )
-        condition = v["quoteCallback"]["body"]["condition"]
-        if not ilp.fulfilment_matches(str(body.get("fulfilment", "")), condition):
-            # COMMITTED with a wrong fulfilment breaks the protocol: an operator decides.
-            raise RuntimeError(f"transfer {v['transferId']}: fulfilment does not match condition")
-        reason = "transfer committed"
-        if parse_iso(now_iso()) > parse_iso(v["transferExpiration"]):
-            reason += " (after expiry: flagged for reconciliation)"
-        return "COMMITTED", reason
-
     async def settle(job: Job) -> dict[str, Any]:
         """Book or release (both idempotent in the AMS), then record the final state."""
-        v = variables(job)
+        v = job.variables
         outcome, reason = decide(v)
         status = {"COMMITTED": "COMMITTED", "ABORTED": "ABORTED"}.get(outcome, "FAILED")
         if outcome == "COMMITTED":
@@ -164,52 +152,88 @@ def register(worker: ZeebeWorker, rt: Runtime) -> None:
         return {"transferOutcome": outcome, "status": status, "reason": reason}
 
     async def outcome(job: Job) -> dict[str, Any]:
-        v = variables(job)
-        status = job.custom_headers["status"]
-        reason = job.custom_headers.get("reason", "")
-        source = job.custom_headers.get("errorFrom")
+        v = job.variables
+        status = job.properties["status"]
+        reason = job.properties.get("reason", "")
+        source = job.properties.get("errorFrom")
         detail = _error_detail(v.get(source)) if source else None
         if detail:
             reason = f"{reason}: {detail}"
         elif v.get("lastError"):
             reason = f"{reason}: {v['lastError']}"
+        if job.properties.get("release") == "true":
+            try:
+                await rt.ams.release(v["transactionId"])
+            except Transient:
+                if not job.last_attempt:
+                    raise
+                reason += "; the release did not reach the account system: reconcile"
         await rt.store.set_status(v["transactionId"], status, reason)
         log.info("payment %s %s: %s", v["transactionId"], status, reason)
         return {"status": status, "reason": reason}
 
-    # Each job fetches only what it reads: activation otherwise ships every callback body.
-    for task_type, handler, fetch in (
-        ("fspiop-party-lookup", party_lookup, ["payee", "transactionId"]),
-        (
-            "fspiop-quote",
-            quote,
-            ["partyCallback", "payer", "quoteId", "transactionId", "amount", "note"],
-        ),
-        ("ams-block", block, ["quoteCallback", "amount", "transactionId", "payer"]),
-        (
-            "fspiop-transfer",
-            transfer,
-            ["quoteCallback", "transferId", "payeeFsp", "transferAmount", "transactionId"],
-        ),
-        ("fspiop-transfer-status", transfer_status, ["transferId", "payeeFsp", "transactionId"]),
-        (
-            "fspiop-settle",
-            settle,
-            [
-                "transferCallback",
-                "quoteCallback",
-                "transferId",
-                "transactionId",
-                "transferExpiration",
-            ],
-        ),
-        (
-            "phee-outcome",
-            outcome,
-            ["transactionId", "partyCallback", "quoteCallback", "amsError", "lastError"],
-        ),
-    ):
-        add_task(worker, task_type, handler, s.max_jobs, fetch)
+    tasks.add("fspiop-party-lookup", party_lookup, ["payee", "transactionId"])
+    tasks.add(
+        "fspiop-quote",
+        quote,
+        ["partyCallback", "payer", "quoteId", "transactionId", "amount", "note"],
+    )
+    tasks.add("ams-block", block, ["quoteCallback", "amount", "transactionId", "payer"])
+    tasks.add(
+        "fspiop-transfer",
+        transfer,
+        ["quoteCallback", "transferId", "payeeFsp", "transferAmount", "transactionId"],
+    )
+    tasks.add(
+        "fspiop-transfer-status", transfer_status, ["transferId", "payeeFsp", "transactionId"]
+    )
+    settle_fetch = ["transferCallback", "quoteCallback", "transferId", "transactionId"]
+    tasks.add("fspiop-settle", settle, [*settle_fetch, "transferExpiration"], s.settle_retries)
+    tasks.add(
+        "phee-outcome",
+        outcome,
+        [
+            "transactionId",
+            "partyCallback",
+            "quoteCallback",
+            "amsError",
+            "lastError",
+            "quoteResult",
+            "transferCheck",
+        ],
+        s.settle_retries,
+    )
+
+
+def decide(v: dict[str, Any]) -> tuple[str, str]:
+    """(outcome, reason) of the transfer answer: COMMITTED, ABORTED or UNKNOWN (held, FAILED)."""
+    cb = v.get("transferCallback") or {}
+    body = cb.get("body") or {}
+    if not cb.get("ok"):
+        detail = _error_detail(cb)
+        return "ABORTED", "transfer not committed" + (f": {detail}" if detail else "")
+    state = body.get("transferState")
+    if state == "ABORTED":
+        return "ABORTED", "transfer not committed: the switch reported it ABORTED"
+    if state != "COMMITTED":
+        # RECEIVED/RESERVED (or nonsense): not final. The funds stay blocked and the payment
+        # ends FAILED for reconciliation; an incident would leave it with no final state.
+        return "UNKNOWN", (
+            f"the transfer was reported {state}, neither committed nor aborted; "
+            "funds stay blocked for reconciliation"
+        )
+    condition = v["quoteCallback"]["body"]["condition"]
+    if not ilp.fulfilment_matches(str(body.get("fulfilment", "")), condition):
+        # COMMITTED with a wrong fulfilment breaks the protocol: hold the funds for an operator.
+        return "UNKNOWN", (
+            "the switch reported COMMITTED with a fulfilment that does not match the condition; "
+            "funds stay blocked for reconciliation"
+        )
+    reason = "transfer committed"
+    expiration = v.get("transferExpiration")
+    if expiration and parse_iso(now_iso()) > parse_iso(str(expiration)):
+        reason += " (after expiry: flagged for reconciliation)"
+    return "COMMITTED", reason
 
 
 def _error_detail(source: Any) -> str | None:

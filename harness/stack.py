@@ -1,4 +1,4 @@
-"""The payment stack around real Zeebe engines: reference AMS, switch double, router, workers.
+"""The payment stack around real Operaton engines: reference AMS, switch double, router, workers.
 
 Everything runs as local processes on 127.0.0.1 with free ports, started in dependency order and
 stopped in reverse. Used by `phee site up`, the end-to-end tests and the benchmarks, so they all
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -27,6 +27,16 @@ CURRENCY = "USD"
 TENANT = "default"
 
 
+class EngineHandle(Protocol):
+    """What the stack needs of a running engine (harness.components.operaton.RunningEngine)."""
+
+    @property
+    def rest_urls(self) -> list[str]: ...
+
+    @property
+    def payments_url(self) -> str: ...
+
+
 @dataclass
 class PaymentStack:
     """The running services of a stack, and the secrets they were given."""
@@ -37,9 +47,12 @@ class PaymentStack:
     workers: dict[str, Running]
     order: list[Running] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
+    #: every worker process per engine (the first is `workers[engine]`)
+    replicas: dict[str, list[Running]] = field(default_factory=dict)
 
-    def channel(self, engine: str) -> str:
-        return self.workers[engine].endpoint("http")
+    def channel(self, engine: str, replica: int = 0) -> str:
+        runs = self.replicas.get(engine) or [self.workers[engine]]
+        return runs[replica % len(runs)].endpoint("http")
 
     def stop(self) -> None:
         for run in reversed(self.order):
@@ -56,8 +69,9 @@ def payee_party(i: int) -> str:
 
 def start(
     workdir: Path,
-    engines: dict[str, Running],
+    engines: dict[str, EngineHandle],
     *,
+    workers_per_engine: int = 1,
     payers: int = 20,
     payees: int = 20,
     opening_balance: str = "1000000",
@@ -65,8 +79,9 @@ def start(
     extra_engine_env: dict[str, str] | None = None,
     on_ready: Callable[[Running], None] | None = None,
 ) -> PaymentStack:
-    """Start the stack for `engines` (name -> running Zeebe); the switch double unless
-    `switch_url` points at another switch (the Testing Toolkit).
+    """Start the stack for `engines` (name -> running Operaton engine) with
+    `workers_per_engine` worker processes each (sharing the engine's payment store); the switch
+    double unless `switch_url` points at another switch (the Testing Toolkit).
 
     Secrets are made fresh for each stack and passed explicitly (no development mode): the ILP
     secret all engines share (`extra_engine_env` may replace it) and the router's admin token.
@@ -104,7 +119,7 @@ def start(
 
         registry = contract.EngineRegistry(
             engines=[
-                contract.EngineInfo(name=name, slot=slot, gateway=run.endpoint("gateway"))
+                contract.EngineInfo(name=name, slot=slot, engine_url=run.rest_urls[0])
                 for slot, (name, run) in enumerate(sorted(engines.items()))
             ]
         )
@@ -126,27 +141,34 @@ def start(
         started.add(router)
 
         workers: dict[str, Running] = {}
-        for info in registry.engines:
-            wdir = workdir / f"workers-{info.name}"
+        replicas: dict[str, list[Running]] = {}
+        for info, replica in (
+            (info, replica) for info in registry.engines for replica in range(workers_per_engine)
+        ):
+            engine = engines[info.name]
+            suffix = f"-{replica}" if replica else ""
+            wdir = workdir / f"workers-{info.name}{suffix}"
             env = {
                 "PHEE_ENGINE_NAME": info.name,
                 "PHEE_ENGINE_SLOT": str(info.slot),
-                "PHEE_ENGINE_GATEWAY": info.gateway,
+                # replicas spread over the engine's nodes (all share one database)
+                "PHEE_ENGINE_ENGINE_URL": engine.rest_urls[replica % len(engine.rest_urls)],
                 "PHEE_ENGINE_FSP_ID": OUR_FSP,
                 "PHEE_ENGINE_SWITCH_URL": switch_url,
                 "PHEE_ENGINE_ROUTER_URL": router.endpoint("http"),
                 "PHEE_ENGINE_AMS_URL": ams.endpoint("http"),
-                "PHEE_ENGINE_STORE_URL": f"sqlite:///{wdir / 'engine.db'}",
+                "PHEE_ENGINE_STORE_URL": engine.payments_url,
                 "PHEE_ENGINE_ILP_SECRET": site_secrets["ilp"],
                 "PHEE_ENGINE_ROUTER_ADMIN_TOKEN": site_secrets["router_admin_token"],
                 **(extra_engine_env or {}),
             }
             run = start_service(
-                f"workers-{info.name}", "engine_workers", wdir, env=env, deadline_s=60
+                f"workers-{info.name}{suffix}", "engine_workers", wdir, env=env, deadline_s=60
             )
             run.extra["engine"] = info.name
             started.add(run)
-            workers[info.name] = run
+            workers.setdefault(info.name, run)
+            replicas.setdefault(info.name, []).append(run)
 
         # Now the engines' channel APIs are known: the router uses them to ask for resends.
         registry = contract.EngineRegistry(
@@ -171,7 +193,7 @@ def start(
                 },
                 timeout=10,
             ).raise_for_status()
-        return PaymentStack(ams, switch or router, router, workers, started, site_secrets)
+        return PaymentStack(ams, switch or router, router, workers, started, site_secrets, replicas)
     except BaseException:
         started.stop_all()
         raise

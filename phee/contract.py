@@ -9,8 +9,11 @@ Routing (DESIGN.md section 4):
 - payee side: a new `POST /quotes` starts the payee process on an engine that accepts new work and
   the router records transactionId -> engine; the `POST /transfers` that follows carries the
   transactionId inside its ILP packet, so it is delivered to the same engine.
-Every callback becomes a Zeebe message published on the owning engine's gateway with a
-time-to-live, so a callback that arrives before the process waits for it is buffered by Zeebe.
+Every callback becomes a message correlated on the owning engine's REST API (Operaton). The
+engine keeps no message buffer, so every process subscribes for its whole life (a
+non-interrupting message event subprocess per callback kind): the correlation sets the callback's
+variables on the instance whenever it arrives, and the main flow waits for those variables. A
+message for an instance that has ended is refused by the engine: the router reports it as late.
 """
 
 from __future__ import annotations
@@ -37,8 +40,19 @@ MSG_TRANSFER_REQUEST = "fspiop-transfer-request"
 #: payee side: PATCH /transfers/{transferId} after a RESERVED answer; correlation: transferId
 MSG_TRANSFER_PATCH = "fspiop-transfer-patch"
 
-#: message time-to-live: long enough to cover an engine restart, short of the transfer expiry
+#: how long the router keeps retrying a callback it could not hand over (engine restarting)
 MESSAGE_TTL_MS = 120_000
+
+#: what each message is correlated by: the instance's business key (our transactionId) or the
+#: process variable of that name. Payer and payee instances use the transactionId as business key.
+BUSINESS_KEY = "businessKey"
+CORRELATE_BY = {
+    MSG_PARTY_CALLBACK: BUSINESS_KEY,
+    MSG_QUOTE_CALLBACK: "quoteId",
+    MSG_TRANSFER_CALLBACK: "transferId",
+    MSG_TRANSFER_REQUEST: BUSINESS_KEY,
+    MSG_TRANSFER_PATCH: "transferId",
+}
 
 # --- the variable each message sets (a single object, so callbacks never clobber state) ------
 VAR_BY_MESSAGE = {
@@ -53,11 +67,30 @@ VAR_BY_MESSAGE = {
 def callback_variables(
     message: str, *, ok: bool, body: Any, headers: dict[str, str]
 ) -> dict[str, Any]:
-    """Variables a delivered callback sets: `{<var>: {"ok", "body", "headers"}}`.
+    """Variables a delivered callback sets: `<var>` = `{"ok", "body", "headers"}` (JSON) and
+    `<var>Ok` (a boolean the process's gateways and conditional events read).
 
     `ok` is False for an `/error` callback; the body is then an ErrorInformationObject.
     """
-    return {VAR_BY_MESSAGE[message]: {"ok": ok, "body": body, "headers": headers}}
+    name = VAR_BY_MESSAGE[message]
+    return {name: {"ok": ok, "body": body, "headers": headers}, f"{name}Ok": ok}
+
+
+#: variables that hold JSON documents (stored as JSON text in the engine; decoded by the workers)
+JSON_VARIABLES = frozenset(
+    {
+        *VAR_BY_MESSAGE.values(),
+        "payer",
+        "payee",
+        "amount",
+        "transferAmount",
+        "amsError",
+        "partyResult",
+        "quoteRequest",
+        "quoteResult",
+        "transferCheck",
+    }
+)
 
 
 def party_key(id_type: str, id_value: str, sub_id: str | None = None) -> str:
@@ -77,7 +110,7 @@ class EngineInfo(BaseModel):
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     slot: int = Field(ge=0, le=1023)
-    gateway: str = Field(description="Zeebe gateway host:port")
+    engine_url: str = Field(description="the engine's REST API, e.g. http://host:8080/engine-rest")
     channel_url: str | None = Field(default=None, description="the engine's channel API base URL")
     state: EngineState = EngineState.ACCEPTING
 

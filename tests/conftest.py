@@ -19,6 +19,7 @@ import pytest
 from harness.components import Running, get
 from harness.components.artifacts import ApiSnippets
 from harness.components.base import pid_alive, stop_pid
+from harness.components.operaton import RunningEngine, start_engine
 
 #: every component started in this session (name, version, pid, seconds to ready)
 STARTED: list[Running] = []
@@ -85,11 +86,14 @@ def kafka(components_dir: Path) -> Iterator[Running]:
 
 
 @pytest.fixture(scope="session")
-def zeebe(components_dir: Path, kafka: Running) -> Iterator[Running]:
-    """One engine ("engine-a") exporting to the session's Kafka."""
-    yield from _session_component(
-        "zeebe", components_dir, engine="engine-a", kafka_bootstrap=kafka.endpoint("bootstrap")
-    )
+def engine_a(components_dir: Path) -> Iterator[RunningEngine]:
+    """One Operaton engine ("engine-a"): its PostgreSQL and one node."""
+    engine = start_engine(components_dir, "engine-a")
+    STARTED.append(engine.running())
+    try:
+        yield engine
+    finally:
+        engine.stop()
 
 
 @pytest.fixture(scope="session")

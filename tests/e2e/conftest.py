@@ -1,8 +1,8 @@
-"""Whole payment stacks for the end-to-end tests: one engine (real Zeebe) plus every service.
+"""Whole payment stacks for the end-to-end tests: one engine (real Operaton) plus every service.
 
 `payment_stack` talks to our switch double; `ttk_site` to a real Mojaloop Testing Toolkit. Both
-run workers on the session's one Zeebe engine, so each lives for one module only: two stacks'
-workers polling the same job types at once would steal each other's jobs.
+run workers on the session's one Operaton engine, so each lives for one module only: two
+stacks' workers fetching the same topics at once would take each other's tasks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from harness import stack
 from harness.components import Running, get
+from harness.components.operaton import RunningEngine
 from harness.components.ttk import configure_user
 from harness.stack import PaymentStack
 from tests.conftest import start_component
@@ -40,13 +41,13 @@ TTK_USER_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def payment_stack(
-    tmp_path_factory: pytest.TempPathFactory, zeebe: Running
+    tmp_path_factory: pytest.TempPathFactory, engine_a: RunningEngine
 ) -> Iterator[PaymentStack]:
     workdir: Path = tmp_path_factory.mktemp("stack")
     # Short waits so the missing-callback paths finish within a test's time.
     running = stack.start(
         workdir,
-        {"engine-a": zeebe},
+        {"engine-a": engine_a},
         payers=10,
         payees=10,
         extra_engine_env={
@@ -92,7 +93,9 @@ class TtkSite:
 
 
 @pytest.fixture(scope="module")
-def ttk_site(tmp_path_factory: pytest.TempPathFactory, zeebe: Running) -> Iterator[TtkSite]:
+def ttk_site(
+    tmp_path_factory: pytest.TempPathFactory, engine_a: RunningEngine
+) -> Iterator[TtkSite]:
     """A fresh TTK for the module (its memory grows with every request), our stack around it.
 
     The TTK reads ILP_SECRET once, at start (ilpModel.init), so the secret goes into the user
@@ -105,7 +108,7 @@ def ttk_site(tmp_path_factory: pytest.TempPathFactory, zeebe: Running) -> Iterat
     try:
         running = stack.start(
             workdir / "stack",
-            {"engine-a": zeebe},
+            {"engine-a": engine_a},
             payers=10,
             payees=10,
             switch_url=ttk.endpoint("switch"),

@@ -187,7 +187,7 @@ def test_engines_added_to_the_router_registry_are_imported_without_a_restart(
     def write_registry(names: list[str]) -> None:
         reg = EngineRegistry(
             engines=[
-                EngineInfo(name=n, slot=i, gateway=f"127.0.0.1:{26500 + i}")
+                EngineInfo(name=n, slot=i, engine_url=f"http://127.0.0.1:{26500 + i}/engine-rest")
                 for i, n in enumerate(names)
             ]
         )

@@ -28,7 +28,11 @@ SERVICES = {
 
 def _registry(path: Path) -> Path:
     registry = contract.EngineRegistry(
-        engines=[contract.EngineInfo(name="engine-a", slot=1, gateway="127.0.0.1:1")]
+        engines=[
+            contract.EngineInfo(
+                name="engine-a", slot=1, engine_url="http://127.0.0.1:1/engine-rest"
+            )
+        ]
     )
     path.write_text(registry.model_dump_json())
     return path

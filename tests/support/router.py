@@ -167,7 +167,7 @@ class RecordingDelivery:
     """Records what the router would publish or start; engines in `unreachable` fail.
 
     Only for in-process tests: tests/integration/test_router_delivery.py proves the real
-    Zeebe delivery the same router code uses.
+    engine delivery the same router code uses.
     """
 
     def __init__(self) -> None:
@@ -180,11 +180,11 @@ class RecordingDelivery:
             raise DeliveryError(engine.name, "unreachable", retryable=True, ambiguous=False)
         self.published.append(message)
 
-    async def start(self, engine: EngineInfo, process_id: str, variables: dict[str, Any]) -> int:
+    async def start(self, engine: EngineInfo, process_id: str, variables: dict[str, Any]) -> str:
         if engine.name in self.unreachable:
             raise DeliveryError(engine.name, "unreachable", retryable=True, ambiguous=False)
         self.started.append((engine.name, process_id, variables))
-        return len(self.started)
+        return str(len(self.started))
 
     async def close(self) -> None:
         return None

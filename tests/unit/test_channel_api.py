@@ -22,14 +22,18 @@ GOOD: dict[str, Any] = {
 
 
 class Started:
-    """Records the payer instances the channel asked to start."""
+    """Records the payer instances the channel asked to start (the engine side of
+    `engine_workers.starting.PayerStarts`; tests/e2e run the real engine)."""
 
     def __init__(self) -> None:
         self.variables: list[dict[str, Any]] = []
 
-    async def __call__(self, variables: dict[str, Any]) -> int:
+    async def start(self, business_key: str, variables: dict[str, Any]) -> None:
+        assert business_key == variables["transactionId"]
         self.variables.append(variables)
-        return len(self.variables)
+
+    async def known(self, business_key: str) -> bool:
+        return any(v["transactionId"] == business_key for v in self.variables)
 
 
 @pytest.fixture

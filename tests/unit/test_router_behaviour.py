@@ -3,7 +3,7 @@
 Party fan-out through registered waits, payee work on accepting engines with fail-over, the
 payee follow-ups reaching the engine that holds the transaction (also while it drains),
 duplicates and modified requests, the outbox for down engines, the admin API and metrics.
-The real Zeebe delivery is proven by tests/integration/test_router_delivery.py.
+The real engine delivery is proven by tests/integration/test_router_delivery.py.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from tests.support.router import (
     transfer_put,
 )
 
-A = EngineInfo(name="engine-a", slot=1, gateway="127.0.0.1:9")
-B = EngineInfo(name="engine-b", slot=2, gateway="127.0.0.1:10")
+A = EngineInfo(name="engine-a", slot=1, engine_url="http://127.0.0.1:9/engine-rest")
+B = EngineInfo(name="engine-b", slot=2, engine_url="http://127.0.0.1:10/engine-rest")
 
 
 @dataclass

@@ -10,9 +10,9 @@ from phee.contract import EngineInfo, EngineRegistry, EngineState
 from phee.fspiop import ids
 from phee.fspiop.errors import FspiopError
 
-A = EngineInfo(name="engine-a", slot=1, gateway="127.0.0.1:26500")
-B = EngineInfo(name="engine-b", slot=2, gateway="127.0.0.1:26600")
-C = EngineInfo(name="engine-c", slot=700, gateway="127.0.0.1:26700")
+A = EngineInfo(name="engine-a", slot=1, engine_url="http://127.0.0.1:26500/engine-rest")
+B = EngineInfo(name="engine-b", slot=2, engine_url="http://127.0.0.1:26600/engine-rest")
+C = EngineInfo(name="engine-c", slot=700, engine_url="http://127.0.0.1:26700/engine-rest")
 HEADERS = {"FSPIOP-Source": "payeefsp"}
 
 
@@ -53,7 +53,10 @@ def test_a_callback_goes_to_the_engine_whose_slot_is_in_the_id(
     assert decision.correlation_key == id_value
     assert decision.ttl_ms == 5000
     var = contract.VAR_BY_MESSAGE[message]
-    assert decision.variables == {var: {"ok": True, "body": {"x": 1}, "headers": HEADERS}}
+    assert decision.variables == {
+        var: {"ok": True, "body": {"x": 1}, "headers": HEADERS},
+        f"{var}Ok": True,
+    }
 
 
 @pytest.mark.parametrize("state", list(EngineState))
@@ -93,6 +96,7 @@ def test_error_callbacks_are_not_ok_and_get_their_own_message_id() -> None:
     assert isinstance(ok, routing.Publish)
     assert isinstance(err, routing.Publish)
     assert err.variables["quoteCallback"]["ok"] is False
+    assert err.variables["quoteCallbackOk"] is False  # what the process's gateway reads
     assert ok.message_id == f"quote:{id_value}:same"
     assert err.message_id == f"quote:{id_value}:error:same"
 
@@ -196,7 +200,8 @@ def test_a_party_callback_fans_out_to_every_live_waiter_on_its_engine() -> None:
     for p in fanout.publishes:
         assert p.name == contract.MSG_PARTY_CALLBACK
         assert p.variables == {
-            "partyCallback": {"ok": True, "body": {"party": 1}, "headers": HEADERS}
+            "partyCallback": {"ok": True, "body": {"party": 1}, "headers": HEADERS},
+            "partyCallbackOk": True,
         }
         assert p.message_id == f"party:{p.correlation_key}:hp"
     assert fanout.skipped == []
@@ -325,7 +330,8 @@ def test_payee_follow_ups_reach_the_holder_whatever_its_state(state: EngineState
         "tx-9",
     )
     assert request.variables == {
-        "transferRequest": {"ok": True, "body": {"b": 1}, "headers": HEADERS}
+        "transferRequest": {"ok": True, "body": {"b": 1}, "headers": HEADERS},
+        "transferRequestOk": True,
     }
     patch = routing.transfer_patch(
         reg, "engine-b", transfer_id="tr-9", body={}, headers={}, content_hash="h", ttl_ms=7

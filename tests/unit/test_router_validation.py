@@ -32,7 +32,7 @@ from tests.support.router import (
     transfer_put,
 )
 
-ENGINE = EngineInfo(name="engine-a", slot=1, gateway="127.0.0.1:9")
+ENGINE = EngineInfo(name="engine-a", slot=1, engine_url="http://127.0.0.1:9/engine-rest")
 QID = ids.new_uuid(ENGINE.slot)
 TID = ids.new_uuid(ENGINE.slot)
 
