@@ -24,6 +24,10 @@ class PostgreSQL(DebianComponent):
     stop_signal = signal.SIGINT
 
     def start(self, workdir: Path, **options: Any) -> Running:
+        """Options: `settings`, extra server settings (`{"wal_level": "logical"}` for CDC)."""
+        settings: dict[str, str] = dict(options.pop("settings", None) or {})
+        if options:
+            raise TypeError(f"unknown PostgreSQL options: {sorted(options)}")
         workdir = fresh_dir(workdir / self.name)
         data = workdir / "pgdata"
         log = workdir / "postgresql.log"
@@ -69,6 +73,7 @@ class PostgreSQL(DebianComponent):
                 "max_connections=200",
                 "-c",
                 "log_min_messages=warning",
+                *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")),
             ]
         )
 
@@ -83,4 +88,5 @@ class PostgreSQL(DebianComponent):
             log_name="postgresql.log",
             endpoints={"url": f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"},
             ports={"sql": port},
+            extra={"settings": settings} if settings else {},
         )
