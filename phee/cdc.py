@@ -64,6 +64,18 @@ def heartbeat_topic(engine: str) -> str:
     return f"__debezium-heartbeat.{_checked(engine)}"
 
 
+def teardown_sql(engine: str) -> list[str]:
+    """What to run in the engine's database once its connector is removed for good: a slot
+    nobody reads keeps all the WAL from its position on. (Fails while the slot is still in
+    use: the connector's task lets go of it a moment after the removal.)"""
+    slot = slot_name(engine)  # letters, digits and '_' only (checked engine name)
+    return [
+        "select pg_drop_replication_slot(slot_name) from pg_replication_slots"  # noqa: S608
+        f" where slot_name = '{slot}'",
+        f"drop publication if exists {publication_name(engine)}",
+    ]
+
+
 @dataclass(frozen=True)
 class EngineDatabase:
     """Where one engine's PostgreSQL is, and who reads its log.
