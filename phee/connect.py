@@ -101,7 +101,7 @@ class ConnectClient:
             what=f"validate the config of connector {name}",
             json={**config, "name": name},
         )
-        errors = []
+        errors: list[str] = []
         for item in body.get("configs", []):
             value = item.get("value") or {}
             errors.extend(f"{value.get('name', '?')}: {err}" for err in value.get("errors", []))

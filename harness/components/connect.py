@@ -147,6 +147,10 @@ def _worker_properties(bootstrap: str, group: str, port: int, plugin_path: Path)
         "offset.storage.partitions": "1",
         "status.storage.partitions": "1",
         "offset.flush.interval.ms": str(OFFSET_FLUSH_MS),
+        # Source records are about 1 KB of JSON: bigger batches for bulk loads. No compression:
+        # aiokafka reads lz4/snappy/zstd only with extra libraries the importer does not have.
+        "producer.batch.size": "262144",
+        "producer.linger.ms": "5",
         "key.converter": cdc.JSON_CONVERTER,
         "value.converter": cdc.JSON_CONVERTER,
         "key.converter.schemas.enable": "false",
