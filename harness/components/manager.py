@@ -84,6 +84,10 @@ def start(names: list[str]) -> list[Running]:
         options: dict[str, str] = {}
         if name == "zeebe" and "kafka" in by_name:
             options["kafka_bootstrap"] = by_name["kafka"].endpoint("bootstrap")
+        if name == "kafka-connect":
+            if "kafka" not in by_name:
+                raise ComponentError("kafka-connect needs a running kafka: start kafka too")
+            options["bootstrap"] = by_name["kafka"].endpoint("bootstrap")
         run = comp.start(workdir, **options)
         _state_file(name).write_text(run.to_json())
         by_name[name] = run

@@ -25,9 +25,8 @@ class PostgreSQL(DebianComponent):
     stop_signal = signal.SIGINT
 
     def start(self, workdir: Path, **options: Any) -> Running:
-        """Start a fresh cluster; option `settings`: more server settings (`-c name=value`),
-        e.g. `{"wal_level": "logical"}` for change data capture."""
-        settings: Mapping[str, str] = options.pop("settings", {})
+        """Options: `settings`, extra server settings (`{"wal_level": "logical"}` for CDC)."""
+        settings: dict[str, str] = dict(options.pop("settings", None) or {})
         if options:
             raise TypeError(f"unknown PostgreSQL options: {sorted(options)}")
         workdir = fresh_dir(workdir / self.name)
@@ -90,4 +89,5 @@ class PostgreSQL(DebianComponent):
             log_name="postgresql.log",
             endpoints={"url": f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"},
             ports={"sql": port},
+            extra={"settings": settings} if settings else {},
         )

@@ -1,4 +1,4 @@
-"""Name -> component. Start order matters: Zeebe's exporter needs Kafka first."""
+"""Name -> component. Start order matters: Zeebe's exporter and Kafka Connect need Kafka first."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ def _kafka() -> Component:
     from harness.components.kafka import Kafka
 
     return Kafka()
+
+
+def _kafka_connect() -> Component:
+    from harness.components.connect import KafkaConnect
+
+    return KafkaConnect()
 
 
 def _zeebe() -> Component:
@@ -63,6 +69,7 @@ def _kube() -> Component:
 
 _FACTORIES: dict[str, Callable[[], Component]] = {
     "kafka": _kafka,
+    "kafka-connect": _kafka_connect,
     "zeebe": _zeebe,
     "elasticsearch": _elasticsearch,
     "postgresql": _postgresql,

@@ -16,6 +16,10 @@ KAFKA_SCALA = "2.13"
 #: Kafka's logging binding as its own 3.9 distribution ships it (Maven's closure stops at slf4j).
 RELOAD4J = "1.2.25"
 SLF4J_RELOAD4J = "1.7.36"
+#: Debezium (all modules at one version; decision 0013) and the Kafka Connect worker it is
+#: built against (`version.kafka` in debezium-build-parent 3.6.1.Final).
+DEBEZIUM = "3.6.1.Final"
+KAFKA_CONNECT = "4.3.0"
 #: Community Zeebe Kafka exporter (io.zeebe, jar-with-dependencies); see decision 0002.
 ZEEBE_KAFKA_EXPORTER = "3.1.1"
 ELASTICSEARCH = "7.17.29"
