@@ -57,7 +57,7 @@ def walk_files(root: Path, *, into_node_modules: bool = False) -> Iterator[Path]
     if not root.is_dir():
         return
     for top in sorted(root.iterdir()):
-        if top.name in SKIPPED_TOP or not top.is_dir() or top.is_symlink():
+        if top.name in SKIPPED_TOP or not top.is_dir():
             continue
         for folder, dirs, files in os.walk(top):
             here = Path(folder)

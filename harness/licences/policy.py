@@ -162,7 +162,7 @@ def _evaluate(expr: str) -> tuple[Status, str]:
         # "License :: ... Library or Lesser General Public License (LGPL)": show what was read.
         return combine_any(taken or results)
     parts = _split_top(expr, _AND_SPDX)
-    if len(parts) > 1:
+    if len(parts) > 1 and all(_spdx_operand(p) for p in parts):
         return combine_all([_evaluate(p) for p in parts])
     whole = canonical(expr)
     if whole[0] is not Status.UNKNOWN:
@@ -172,6 +172,13 @@ def _evaluate(expr: str) -> tuple[Status, str]:
     if len(parts) > 1:
         return combine_all([_evaluate(p) for p in parts])
     return whole
+
+
+def _spdx_operand(part: str) -> bool:
+    """An SPDX expression's operand is one identifier (perhaps WITH an exception) or a group:
+    so "Apache-2.0 AND MIT" is two licences, "COMMON DEVELOPMENT AND DISTRIBUTION ..." one."""
+    part = re.sub(r"\s+WITH\s+", "-with-", part.strip())
+    return part.startswith("(") or not any(c.isspace() for c in part)
 
 
 def _strip_parens(expr: str) -> str:

@@ -45,6 +45,11 @@ ACCEPTED = [
     ("Mozilla Public License 2.0 (MPL 2.0)", "MPL-2.0"),
     ("CDDL", "CDDL"),
     ("Common Development and Distribution License", "CDDL"),
+    ("COMMON DEVELOPMENT AND DISTRIBUTION LICENSE (CDDL) Version 1.0", "CDDL"),
+    (
+        "Apache-2.0 AND GPL-2.0-only WITH Classpath-exception-2.0",
+        ("Apache-2.0 AND GPL-2.0-with-classpath-exception"),
+    ),
     ("CDDL + GPLv2 with classpath exception", "CDDL OR GPL-2.0-with-classpath-exception"),
     ("Public Domain", "Public-Domain"),
     ("public-domain", "Public-Domain"),
