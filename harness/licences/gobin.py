@@ -11,7 +11,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.licences.model import Item, Kind, is_licence_file, read_text, walk_files
+from harness.licences.model import (
+    Item,
+    Kind,
+    in_debian_root,
+    is_licence_file,
+    read_text,
+    walk_files,
+)
 from harness.licences.policy import classify_text
 
 _ELF = b"\x7fELF"
@@ -35,7 +42,7 @@ def scan(cache: Path, modcache: Path) -> list[GoBinary]:
     go = shutil.which("go")
     found = []
     for path in walk_files(cache):
-        if path.parent.name != "bin" or "root" in path.relative_to(cache).parts:
+        if path.parent.name != "bin" or in_debian_root(cache, path):
             continue
         if not _is_elf(path):
             continue

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from harness.licences.model import Item, Kind, is_licence_file, walk_files
+from harness.licences.model import Item, Kind, in_debian_root, is_licence_file, walk_files
 from harness.licences.policy import classify_text
 
 #: groups this repository builds itself (the Operaton engine under engine/): our own licence
@@ -134,21 +134,20 @@ def scan(cache: Path, repo: MavenRepo, own_licence: str) -> list[Item]:
     """Every Maven artifact in the cache's jars, one Item per place it was found; artifacts of
     OWN_GROUPS carry `own_licence` (this repository's)."""
     items: list[Item] = []
-    for path in walk_files(cache):
-        if path.suffix == ".jar":
-            label = str(path.relative_to(cache))
-            try:
-                with zipfile.ZipFile(path) as jar:
-                    found = _scan_jar(jar, label, path.name, path.stat().st_size, repo)
-                    items.extend(_own(item, own_licence) for item in found)
-            except (zipfile.BadZipFile, OSError) as err:
-                items.append(_unreadable(label, path.name, str(err)))
+    for path in jar_paths(cache):
+        label = str(path.relative_to(cache))
+        try:
+            with zipfile.ZipFile(path) as jar:
+                found = _scan_jar(jar, label, path.name, path.stat().st_size, repo)
+                items.extend(_own(item, own_licence) for item in found)
+        except (zipfile.BadZipFile, OSError) as err:
+            items.append(_unreadable(label, path.name, str(err)))
     return items
 
 
 def jar_paths(cache: Path) -> Iterator[Path]:
-    """The jar files `scan` reads (for tests to compare against)."""
-    return (p for p in walk_files(cache) if p.suffix == ".jar")
+    """The jar files `scan` reads: all but those of an unpacked Debian package."""
+    return (p for p in walk_files(cache) if p.suffix == ".jar" and not in_debian_root(cache, p))
 
 
 def _scan_jar(

@@ -74,6 +74,16 @@ def walk_files(root: Path, *, into_node_modules: bool = False) -> Iterator[Path]
                     yield path
 
 
+def in_debian_root(cache: Path, path: Path) -> bool:
+    """Whether `path` lies in a Debian package unpacked under the cache (a `root/` holding
+    usr/share/doc): its copyright file covers it (the JRE's jrt-fs.jar, a packaged binary)."""
+    parts = path.relative_to(cache).parts
+    for index, part in enumerate(parts[:-1]):
+        if part == "root" and cache.joinpath(*parts[: index + 1], "usr", "share", "doc").is_dir():
+            return True
+    return False
+
+
 def read_text(path: Path, limit: int = 200_000) -> str:
     try:
         with path.open("rb") as handle:

@@ -3,6 +3,8 @@ it lists every installed distribution and every jar, and nothing fails the polic
 
 from __future__ import annotations
 
+import os
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from harness import licences
 from harness.components.base import cache_root
-from harness.licences import maven, python_dists
+from harness.licences import gobin, maven, python_dists
 from harness.licences.model import Kind
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -57,3 +59,27 @@ def test_nothing_from_the_refused_vendors_and_no_failure(
     assert table.read_text().count("\n") == len(report.rows) + 1
     assert not vendors, f"fetched from a refused vendor: {vendors[:20]}"
     assert report.ok, licences.summary(report, table, 0.0)
+
+
+def test_a_go_binary_is_listed_with_its_main_module_licence(tmp_path: Path) -> None:
+    """A Go build (the Kubernetes one takes minutes; this module has no dependencies) is one
+    entry: its main module, with the LICENSE of that module found in the module cache."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "go.mod").write_text("module example.com/licencecheck\n\ngo 1.22\n")
+    (source / "main.go").write_text('package main\n\nfunc main() { println("hello") }\n')
+    binary = tmp_path / "cache" / "tool" / "1" / "bin" / "licencecheck"
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    env["GOCACHE"] = str(cache_root() / "go" / "build")
+    subprocess.run(
+        ["go", "build", "-o", str(binary), "."], cwd=source, env=env, check=True, timeout=240
+    )
+    modcache = tmp_path / "mod"
+    module = modcache / "example.com" / "licencecheck@(devel)"
+    module.mkdir(parents=True)
+    (module / "LICENSE").write_text("MIT License\n\nPermission is hereby granted, free of charge")
+    found = gobin.scan(tmp_path / "cache", modcache)
+    assert [(b.item.name, b.item.version, b.item.licence) for b in found] == [
+        ("example.com/licencecheck", "(devel)", "MIT")
+    ]
+    assert found[0].item.source == "tool/1/bin/licencecheck"
