@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from harness.licences.inventory import Report, Row, main, run, summary, write_table
 from harness.licences.model import Item, Kind
-from harness.licences.policy import Status, Verdict, classify_text, judge
+from harness.licences.policy import Status, Verdict, judge
+from harness.licences.texts import classify_text
 
 __all__ = [
     "Item",

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from harness.licences.model import Item, Kind, read_text, walk_files
-from harness.licences.policy import classify_text
+from harness.licences.texts import classify_text
 
 _CHANGELOG_HEAD = re.compile(r"^\S+ \(([^)]+)\)")
 

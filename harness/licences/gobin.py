@@ -19,7 +19,7 @@ from harness.licences.model import (
     read_text,
     walk_files,
 )
-from harness.licences.policy import classify_text
+from harness.licences.texts import classify_text
 
 _ELF = b"\x7fELF"
 

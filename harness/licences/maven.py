@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 
 from harness.licences.model import Item, Kind, in_debian_root, is_licence_file, walk_files
-from harness.licences.policy import classify_text
+from harness.licences.texts import classify_text
 
 #: groups this repository builds itself (the Operaton engine under engine/): our own licence
 OWN_GROUPS: tuple[str, ...] = ("org.phee",)

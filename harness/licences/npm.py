@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.licences.model import SKIPPED_TOP, Item, Kind, is_licence_file, read_text
-from harness.licences.policy import classify_text
+from harness.licences.texts import classify_text
 
 
 def scan(cache: Path) -> list[Item]:

@@ -10,7 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.licences.model import Item, Kind, is_licence_file, walk_files
-from harness.licences.policy import Status, classify_text, judge
+from harness.licences.policy import Status, judge
+from harness.licences.texts import classify_text
 
 #: a License field longer than this is the licence's text, not its name
 NAME_MAX = 120

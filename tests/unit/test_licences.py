@@ -11,7 +11,8 @@ import pytest
 
 from harness.licences import checks, debian, gobin, maven, npm
 from harness.licences.model import Item, Kind
-from harness.licences.policy import Status, classify_text, judge, refused_coordinate
+from harness.licences.policy import Status, judge, refused_coordinate
+from harness.licences.texts import classify_text
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
