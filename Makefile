@@ -2,7 +2,7 @@
 UV_RUN := uv run --frozen
 PYTEST := $(UV_RUN) pytest
 
-.PHONY: bootstrap fetch lint typecheck test test-unit test-integration test-k8s test-e2e site clean-state
+.PHONY: bootstrap fetch lint typecheck licences test test-unit test-integration test-k8s test-e2e site clean-state
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -21,6 +21,11 @@ lint: bootstrap
 typecheck: bootstrap
 	$(UV_RUN) mypy
 
+# Every Python package in the venv and every fetched artifact with its licence; fails on a refused
+# or unknown one (docs/licences.md). The table goes to $PHEE_CACHE/licences/inventory.tsv.
+licences: fetch
+	$(UV_RUN) phee licences
+
 # Unit tests read the FSPIOP OpenAPI documents (a pinned npm artifact), nothing else.
 test-unit: bootstrap
 	$(UV_RUN) phee components fetch api-snippets
@@ -36,7 +41,7 @@ test-e2e: fetch
 	$(PYTEST) -m e2e
 
 # The whole suite: quality gates first (fast), then every tier.
-test: fetch lint typecheck
+test: fetch lint typecheck licences
 	$(PYTEST)
 
 # The main job: the local multi-engine site, until Ctrl-C. `phee site up` fetches what the site

@@ -72,6 +72,12 @@ def _cmd_site_up(args: argparse.Namespace) -> int:
             print(f"data and logs kept in {workdir}")
 
 
+def _cmd_licences(args: argparse.Namespace) -> int:
+    from harness import licences
+
+    return licences.main(Path(args.out) if args.out else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phee", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     from phee.fspiop import cli as fspiop_cli
 
     fspiop_cli.add_parser(sub)
+
+    p = sub.add_parser(
+        "licences",
+        help="every Python package and fetched artifact with its licence; fails on a refused one",
+    )
+    p.add_argument(
+        "--out", help="where to write the table (default: <cache>/licences/inventory.tsv)"
+    )
+    p.set_defaults(func=_cmd_licences)
 
     site = sub.add_parser("site", help="the local multi-engine site")
     ssub = site.add_subparsers(dest="action", required=True)
