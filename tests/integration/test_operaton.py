@@ -221,6 +221,28 @@ async def test_correlate_by_business_key_and_by_correlation_key(client: EngineCl
     assert await client.running_instances(business_key=bk) == [pid]
 
 
+async def test_racing_callbacks_on_one_instance_all_land(
+    engine: RunningEngine, client: EngineClient
+) -> None:
+    bk = key()
+    pid = await client.start(PROCESS, business_key=bk, variables={})
+    count = 12
+    async with EngineClient(
+        engine.rest_urls[0], lock_conflict_attempts=20, lock_conflict_backoff_s=0.02
+    ) as racing:
+        await asyncio.gather(
+            *(
+                racing.correlate("callback", process_instance_id=pid, variables={f"cb{n}": n})
+                for n in range(count)
+            )
+        )
+        print(f"optimistic-lock conflicts retried: {racing.lock_conflicts_retried}")
+    stored = await client.get_variables(pid)
+    assert {f"cb{n}": stored.get(f"cb{n}") for n in range(count)} == {
+        f"cb{n}": n for n in range(count)
+    }
+
+
 async def test_no_subscription_is_refused(client: EngineClient) -> None:
     bk = key()
     pid = await client.start(PROCESS, business_key=bk, variables={})
