@@ -301,7 +301,8 @@ class EngineClient:
     ) -> None:
         """Deliver `message` to the one execution waiting for it (chosen by business key,
         correlation keys and/or instance id); `variables` go on the process instance.
-        NoMatchingSubscription when nothing waits; OptimisticLockConflict retried here."""
+        NoMatchingSubscription when nothing waits; Refused when more than one execution matches;
+        OptimisticLockConflict retried here."""
         body: dict[str, Any] = {"messageName": message}
         if business_key is not None:
             body["businessKey"] = business_key
