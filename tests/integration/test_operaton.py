@@ -221,6 +221,28 @@ async def test_correlate_by_business_key_and_by_correlation_key(client: EngineCl
     assert await client.running_instances(business_key=bk) == [pid]
 
 
+async def test_racing_callbacks_on_one_instance_all_land(
+    engine: RunningEngine, client: EngineClient
+) -> None:
+    bk = key()
+    pid = await client.start(PROCESS, business_key=bk, variables={})
+    count = 12
+    async with EngineClient(
+        engine.rest_urls[0], lock_conflict_attempts=20, lock_conflict_backoff_s=0.02
+    ) as racing:
+        await asyncio.gather(
+            *(
+                racing.correlate("callback", process_instance_id=pid, variables={f"cb{n}": n})
+                for n in range(count)
+            )
+        )
+        print(f"optimistic-lock conflicts retried: {racing.lock_conflicts_retried}")
+    stored = await client.get_variables(pid)
+    assert {f"cb{n}": stored.get(f"cb{n}") for n in range(count)} == {
+        f"cb{n}": n for n in range(count)
+    }
+
+
 async def test_no_subscription_is_refused(client: EngineClient) -> None:
     bk = key()
     pid = await client.start(PROCESS, business_key=bk, variables={})
@@ -228,6 +250,8 @@ async def test_no_subscription_is_refused(client: EngineClient) -> None:
     with pytest.raises(NoMatchingSubscription) as caught:
         await client.correlate("proceed", process_instance_id=pid)
     assert caught.value.status == 400
+    assert caught.value.kind == "RestException", repr(caught.value)
+    assert "No process definition or execution matches" in str(caught.value)
     assert not caught.value.ambiguous
     with pytest.raises(NoMatchingSubscription):
         await client.correlate("callback", business_key=key())
@@ -268,12 +292,54 @@ async def test_task_worker_runs_handlers(client: EngineClient) -> None:
     assert rejected["state"] == "COMPLETED"
 
 
+async def test_task_worker_keeps_long_locks_and_stops_gracefully(client: EngineClient) -> None:
+    bk = key()
+    pid = await client.start(PROCESS, business_key=bk, variables={})
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(task: ExternalTask) -> Complete:
+        started.set()
+        await release.wait()
+        return Complete({"slow": True})
+
+    worker = TaskWorker(
+        client, "worker-slow", {TOPIC: slow}, max_in_flight=1, lock_ms=1_000, long_poll_ms=500
+    )
+    # Only this test's instance: other tests leave tasks of the same topic behind.
+    worker.topics = [TopicRequest(TOPIC, 1_000, None, business_key=bk)]
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 30)
+    worker.stop()  # asked to stop while the handler runs: it must finish and report first
+    await apoll(
+        lambda: asyncio.sleep(0, result=worker.stats["fetched"] == 1),
+        what="the slow task fetched",
+        deadline_s=10,
+    )
+    # Three lock durations later the lock still holds: the worker extended it.
+    await asyncio.sleep(3)  # the duration under test, not a synchronisation
+    stolen = await client.fetch_and_lock(
+        "thief",
+        [TopicRequest(TOPIC, 1_000, business_key=bk)],
+        max_tasks=1,
+        async_response_timeout_ms=0,
+    )
+    assert stolen == []
+    assert not running.done()
+    release.set()
+    await asyncio.wait_for(running, 30)
+    assert worker.stats["completed"] == 1
+    assert worker.in_flight == 0
+    assert (await client.get_variables(pid))["slow"] is True
+
+
 async def test_two_nodes_on_one_database_then_a_stopped_node(
     engine: RunningEngine, client: EngineClient
 ) -> None:
     second_url = engine.add_node()
     try:
-        async with EngineClient(second_url, timeout_s=5.0) as second:
+        # A fresh JVM's first calls (definition cache, JIT) can take seconds on a busy machine.
+        async with EngineClient(second_url, timeout_s=30.0) as second:
             assert await second.ready()
             bk1, bk2 = key(), key()
             await client.start(PROCESS, business_key=bk1, variables={})
@@ -297,5 +363,14 @@ async def test_two_nodes_on_one_database_then_a_stopped_node(
             assert caught.value.retryable
             assert not caught.value.ambiguous
             assert await client.ready()  # the first node still serves
+
+            # Restarted on its old port, the node serves again.
+            ready_s = engine.restart_node(len(engine.nodes) - 1)
+            assert ready_s > 0
+            assert await second.ready()
+            bk3 = key()
+            await client.start(PROCESS, business_key=bk3, variables={})
+            again = await fetch_one(second, bk3, worker="w-second")
+            await second.complete(again)
     finally:
         engine.remove_node(len(engine.nodes) - 1)

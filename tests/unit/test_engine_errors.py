@@ -161,6 +161,7 @@ async def test_lock_conflicts_are_retried_inside(operation: str) -> None:
         await client.correlate("callback", business_key="bk")
     assert len(calls) == 3
     assert len({c.content for c in calls}) == 1  # the same request each time
+    assert client.lock_conflicts_retried == 2
 
 
 async def test_lock_conflicts_give_up_after_the_configured_attempts() -> None:
