@@ -94,6 +94,62 @@ def _balance(stack: PaymentStack) -> Decimal:
     return Decimal(body["balance"])
 
 
+def _credited(stack: PaymentStack, before: Decimal, amount: Decimal) -> None:
+    poll(
+        lambda: True if _balance(stack) - before == amount else None,
+        what=f"the payee credited {amount}",
+        deadline_s=30,
+    )
+
+
+def _status(stack: PaymentStack, transaction_id: str) -> dict[str, Any]:
+    """The payee payment as our engine records it, once final."""
+    url = f"{stack.channel('engine-a')}/channel/transfer/{transaction_id}"
+
+    def final() -> dict[str, Any] | None:
+        resp = httpx.get(url, headers={"Platform-TenantId": "default"}, timeout=10)
+        body: dict[str, Any] = resp.json()
+        return body if resp.status_code == 200 and body.get("final") else None
+
+    return poll(final, what=f"payee payment {transaction_id} final", deadline_s=60)
+
+
+def test_a_transfer_the_switch_aborts_after_our_answer_credits_nothing(
+    payment_stack: PaymentStack, payer_dfsp: Recorder, switch_admin: httpx.Client
+) -> None:
+    before = _balance(payment_stack)
+    quote = _quote("7")
+    assert _send(payment_stack, "POST", "/quotes", quote).status_code == 202
+    (quoted,) = _callbacks(payer_dfsp, f"/quotes/{quote['quoteId']}", 1)
+    answer = quoted.json()
+    transfer_id = str(uuid.uuid4())
+    # The switch does not take our fulfilment: it aborts the transfer and tells us so.
+    switch_admin.post(
+        "/admin/faults",
+        json={
+            "match": {"method": "PUT", "resource": "transfers", "path_regex": transfer_id},
+            "action": "error",
+            "errorCode": "2001",
+            "count": 1,
+        },
+    ).raise_for_status()
+    transfer = {
+        "transferId": transfer_id,
+        "payerFsp": PAYER_FSP,
+        "payeeFsp": OUR_FSP,
+        "amount": answer["transferAmount"],
+        "ilpPacket": answer["ilpPacket"],
+        "condition": answer["condition"],
+        "expiration": answer["expiration"],
+    }
+    assert _send(payment_stack, "POST", "/transfers", transfer, via_switch=True).status_code == 202
+    outcome = _status(payment_stack, quote["transactionId"])
+    assert outcome["status"] == "ABORTED", outcome
+    assert "not credited" in outcome["reason"]
+    assert _balance(payment_stack) == before
+    assert httpx.get(f"{payment_stack.ams.endpoint('http')}/ledger/check").json()["balanced"]
+
+
 def test_quote_duplicates_and_transfer_duplicates(
     payment_stack: PaymentStack, payer_dfsp: Recorder
 ) -> None:
@@ -135,7 +191,8 @@ def test_quote_duplicates_and_transfer_duplicates(
     fulfilment = base64.urlsafe_b64decode(result["fulfilment"] + "==")
     condition = base64.urlsafe_b64encode(hashlib.sha256(fulfilment).digest()).rstrip(b"=")
     assert condition.decode() == answer["condition"]
-    assert _balance(payment_stack) - before == Decimal("5")
+    # We answered RESERVED; the switch committed and told us (PATCH): only then the credit.
+    _credited(payment_stack, before, Decimal("5"))
 
     # GET /transfers/{id} and a resent POST reach us: the engine answers again (the switch
     # ignores a repeated fulfilment of a committed transfer) and credits nothing twice.
@@ -152,5 +209,5 @@ def test_quote_duplicates_and_transfer_duplicates(
         what="the engine to answer the resent POST /transfers again",
         deadline_s=30,
     )
-    assert _balance(payment_stack) - before == Decimal("5")
+    _credited(payment_stack, before, Decimal("5"))
     assert httpx.get(f"{payment_stack.ams.endpoint('http')}/ledger/check").json()["balanced"]
