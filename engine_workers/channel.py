@@ -172,6 +172,9 @@ def _view(payment: Any) -> dict[str, Any]:
     return {
         "transactionId": payment.transaction_id,
         "correlationId": payment.correlation_id,
+        # the ids this payment carries at the switch (for the operator and reconciliation)
+        "quoteId": payment.request.get("quoteId"),
+        "transferId": payment.request.get("transferId"),
         "status": payment.status,
         "reason": payment.reason,
         "final": payment.final,

@@ -26,13 +26,15 @@ def start_service(
     env: Mapping[str, str] | None = None,
     deadline_s: float = 30.0,
     args: Sequence[str] = (),
+    port: int | None = None,
 ) -> Running:
-    """Run `python -m module *args` on a free port; return once `/readyz` answers 200.
+    """Run `python -m module *args` on a free port (or `port`, to restart a service where its
+    clients know it); return once `/readyz` answers 200.
 
     Every service gets the FSPIOP schemas' location; secrets come from `env` (the harness
     passes them explicitly, never through the development mode).
     """
-    port = free_port()
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     return launch_and_wait(
         [sys.executable, "-m", module, *args],

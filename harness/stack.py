@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import httpx
 
 from harness.components import Running
+from harness.components.base import pid_alive, stop_pid
 from harness.services import Started, start_service, stop_service
 from phee import contract
 
@@ -37,6 +39,15 @@ class EngineHandle(Protocol):
     def payments_url(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How one worker process was started, so that it can be started again the same way."""
+
+    name: str
+    workdir: Path
+    env: dict[str, str]
+
+
 @dataclass
 class PaymentStack:
     """The running services of a stack, and the secrets they were given."""
@@ -49,10 +60,37 @@ class PaymentStack:
     secrets: dict[str, str] = field(default_factory=dict)
     #: every worker process per engine (the first is `workers[engine]`)
     replicas: dict[str, list[Running]] = field(default_factory=dict)
+    specs: dict[str, list[WorkerSpec]] = field(default_factory=dict)
 
     def channel(self, engine: str, replica: int = 0) -> str:
         runs = self.replicas.get(engine) or [self.workers[engine]]
         return runs[replica % len(runs)].endpoint("http")
+
+    def kill_worker(self, engine: str, replica: int) -> None:
+        """kill -9 one worker process (a crash: no shutdown, its task locks run out)."""
+        stop_pid(self.replicas[engine][replica].pid, 5.0, signal.SIGKILL)
+
+    def restart_worker(self, engine: str, replica: int) -> Running:
+        """Start a killed or stopped worker process again, on its old port (as a kubelet would
+        restart the container behind the same Service)."""
+        old = self.replicas[engine][replica]
+        if pid_alive(old.pid):
+            raise RuntimeError(f"{old.name} still runs (pid {old.pid}); kill or stop it first")
+        spec = self.specs[engine][replica]
+        run = start_service(
+            spec.name,
+            "engine_workers",
+            spec.workdir,
+            env=spec.env,
+            deadline_s=120,
+            port=old.ports["http"],
+        )
+        run.extra["engine"] = engine
+        self.replicas[engine][replica] = run
+        self.order[self.order.index(old)] = run
+        if self.workers[engine] is old:
+            self.workers[engine] = run
+        return run
 
     def stop(self) -> None:
         for run in reversed(self.order):
@@ -142,6 +180,7 @@ def start(
 
         workers: dict[str, Running] = {}
         replicas: dict[str, list[Running]] = {}
+        specs: dict[str, list[WorkerSpec]] = {}
         for info, replica in (
             (info, replica) for info in registry.engines for replica in range(workers_per_engine)
         ):
@@ -162,9 +201,9 @@ def start(
                 "PHEE_ENGINE_ROUTER_ADMIN_TOKEN": site_secrets["router_admin_token"],
                 **(extra_engine_env or {}),
             }
-            run = start_service(
-                f"workers-{info.name}{suffix}", "engine_workers", wdir, env=env, deadline_s=60
-            )
+            spec = WorkerSpec(f"workers-{info.name}{suffix}", wdir, env)
+            specs.setdefault(info.name, []).append(spec)
+            run = start_service(spec.name, "engine_workers", wdir, env=env, deadline_s=120)
             run.extra["engine"] = info.name
             started.add(run)
             workers.setdefault(info.name, run)
@@ -193,7 +232,9 @@ def start(
                 },
                 timeout=10,
             ).raise_for_status()
-        return PaymentStack(ams, switch or router, router, workers, started, site_secrets, replicas)
+        return PaymentStack(
+            ams, switch or router, router, workers, started, site_secrets, replicas, specs
+        )
     except BaseException:
         started.stop_all()
         raise
