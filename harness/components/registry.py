@@ -19,10 +19,10 @@ def _zeebe() -> Component:
     return Zeebe()
 
 
-def _elasticsearch() -> Component:
-    from harness.components.elasticsearch import Elasticsearch
+def _opensearch() -> Component:
+    from harness.components.opensearch import OpenSearch
 
-    return Elasticsearch()
+    return OpenSearch()
 
 
 def _postgresql() -> Component:
@@ -58,7 +58,7 @@ def _kube() -> Component:
 _FACTORIES: dict[str, Callable[[], Component]] = {
     "kafka": _kafka,
     "zeebe": _zeebe,
-    "elasticsearch": _elasticsearch,
+    "opensearch": _opensearch,
     "postgresql": _postgresql,
     "mariadb": _mariadb,
     "prometheus": _prometheus,

