@@ -16,7 +16,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "command",
         choices=["importer", "api", "migrate"],
-        help="importer: Kafka -> SQL + Elasticsearch; api: the operations API; "
+        help="importer: Kafka -> SQL + OpenSearch; api: the operations API; "
         "migrate: create and migrate the control and tenant schemas, then exit",
     )
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ Exactly once in effect, whatever Kafka redelivers:
 * Every stored row also carries (engine, partition, position) under a unique key, written with
   insert-or-ignore, and a transfer keeps the last position folded into it: a second line of
   defence that makes each table idempotent on its own.
-* Elasticsearch is written before the SQL commit, with whole documents under stable ids: if the
+* OpenSearch is written before the SQL commit, with whole documents under stable ids: if the
   commit fails the batch is replayed and writes the same documents again.
 * Records are filed under the tenant named by the payment's own `tenant` variable. Records seen
   before that variable wait in `pending_records`; an instance that ends without naming a
@@ -50,7 +50,7 @@ class _TenantRows:
 
 
 class Applier:
-    """Applies batches of decoded records to SQL (and Elasticsearch)."""
+    """Applies batches of decoded records to SQL (and OpenSearch)."""
 
     def __init__(
         self,
@@ -99,7 +99,7 @@ class Applier:
             if dead:
                 dead_letter(dead)
                 result.by_engine.update((d.engine, "dead_letter") for d in dead)
-            # Transfers are folded first, so Elasticsearch can index them while SQL writes.
+            # Transfers are folded first, so OpenSearch can index them while SQL writes.
             with step(Step.FOLD):
                 folded = {
                     tenant: self._fold_transfers(self.db.tenant(conn, tenant), tr.payments)

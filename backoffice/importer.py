@@ -1,4 +1,4 @@
-"""The importer: every engine's export topic, one consumer group, into SQL and Elasticsearch.
+"""The importer: every engine's export topic, one consumer group, into SQL and OpenSearch.
 
 The loop is poll -> decode -> apply (one SQL transaction, see batch.py) -> commit offsets.
 Offsets are committed only after the transaction, so a crash at any point replays from the last
@@ -43,7 +43,7 @@ RECORDS = Counter(
 DEAD = Counter("phee_backoffice_dead_letters", "Records sent to the dead-letter topic", ["reason"])
 BATCH_SECONDS = Histogram(
     "phee_backoffice_batch_seconds",
-    "Time to apply one batch (SQL, Elasticsearch, audit)",
+    "Time to apply one batch (SQL, OpenSearch, audit)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 LAG = Gauge(
@@ -87,8 +87,8 @@ class Importer:
         self.client_id = client_id
         self.db = Database(settings.database_url)
         self.search = (
-            Search(settings.elasticsearch_url, settings.index_prefix)
-            if settings.elasticsearch_url
+            Search(settings.opensearch_url, settings.index_prefix)
+            if settings.opensearch_url
             else None
         )
         self.applier = Applier(
@@ -168,7 +168,7 @@ class Importer:
 
     async def run(self) -> None:
         """Import until `stop()`. Batches are pipelined: while one batch is written (SQL and
-        Elasticsearch, in a thread), the next is fetched and decoded. Batches are still applied
+        OpenSearch, in a thread), the next is fetched and decoded. Batches are still applied
         and committed strictly one after the other."""
         assert self._consumer is not None
         next_registry = time.monotonic() + self.settings.registry_poll_s

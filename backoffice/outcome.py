@@ -43,7 +43,7 @@ class Step(StrEnum):
     WRITE = "write"  #: batch thread: rows, transfers and audit entries written
     UPSERT_TRANSFERS = "upsert transfers"  #: batch thread, within WRITE
     AUDIT = "audit"  #: batch thread, within WRITE: the hash chain (HMAC + SQL)
-    INDEX = "index"  #: search thread, beside WRITE: the Elasticsearch bulk
+    INDEX = "index"  #: search thread, beside WRITE: the OpenSearch bulk
 
 
 class StepObserver(Protocol):

@@ -23,9 +23,9 @@ class BackofficeSettings(ComponentSettings):
     database_url: str = "sqlite:///phee-backoffice.db"
     #: tenants served; each gets its own schema (created and migrated at start)
     tenants: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
-    #: Elasticsearch base URL; unset = SQL only
-    elasticsearch_url: str | None = None
-    #: prefix of the per-tenant Elasticsearch index (`<prefix>-<tenant>`)
+    #: OpenSearch base URL; unset = SQL only
+    opensearch_url: str | None = None
+    #: prefix of the per-tenant OpenSearch index (`<prefix>-<tenant>`)
     index_prefix: str = "phee-transfers"
 
     # -- importer -----------------------------------------------------------------------------
@@ -40,7 +40,7 @@ class BackofficeSettings(ComponentSettings):
     registry_poll_s: float = Field(default=5.0, gt=0)
     group_id: str = "phee-backoffice"
     dead_letter_topic: str = "phee-backoffice-dlq"
-    #: most records one batch (one SQL transaction, one Elasticsearch bulk) may hold
+    #: most records one batch (one SQL transaction, one OpenSearch bulk) may hold
     batch_max: int = Field(default=5000, ge=1, le=100_000)
     #: how long one poll waits for records
     poll_ms: int = Field(default=500, ge=10)

@@ -1,9 +1,9 @@
-"""Benchmark: back office import throughput (records/s), Kafka into PostgreSQL + Elasticsearch.
+"""Benchmark: back office import throughput (records/s), Kafka into PostgreSQL + OpenSearch.
 
 Real records first: a site with two Zeebe engines (Kafka exporter, topics `zeebe-<engine>`),
 the payment stack, and `--payments` payments through both engines' channel APIs. Once the topics
 stop growing the engines and the stack are stopped, so the measurement has the CPU to itself
-(Kafka, Elasticsearch and PostgreSQL keep running).
+(Kafka, OpenSearch and PostgreSQL keep running).
 
 Then, alternating, on a fresh database and a fresh consumer group each round:
 * baseline: a plain group consumer (`phee.kafka.Consumer`, a thin wrapper over aiokafka:
@@ -348,14 +348,14 @@ def outcomes() -> Counter[str]:
 async def importer_round(
     topics: Topics,
     db_url: str,
-    es_url: str,
+    search_url: str,
     deadline_s: float,
     observer: StepObserver | None = None,
 ) -> Round:
     tag = uuid.uuid4().hex[:8]
     settings = BackofficeSettings(
         database_url=db_url,
-        elasticsearch_url=es_url,
+        opensearch_url=search_url,
         index_prefix=f"bench-{tag}",
         kafka_bootstrap=topics.bootstrap,
         engines=ENGINES,
@@ -430,7 +430,7 @@ class Split:
 
     def report(self, wall: float, records: int) -> list[str]:
         """Seconds spent in each step. Steps overlap: the next batch is fetched and decoded
-        while one is applied, and Elasticsearch indexes beside the SQL writes."""
+        while one is applied, and OpenSearch indexes beside the SQL writes."""
         s = self.seconds
         rows = [
             ("wall, first batch to caught up", wall),
@@ -444,7 +444,7 @@ class Split:
             ("    write: rows (COPY), transfers, audit", s[Step.WRITE]),
             ("      of which upsert transfers", s[Step.UPSERT_TRANSFERS]),
             ("      of which audit chain (HMAC + SQL)", s[Step.AUDIT]),
-            ("    elasticsearch bulk (beside the writes)", s[Step.INDEX]),
+            ("    opensearch bulk (beside the writes)", s[Step.INDEX]),
             ("    offset commit", s[Step.COMMIT]),
             ("  lag metric", s[Step.LAG]),
         ]
@@ -473,10 +473,10 @@ class ThreadProfile:
             self.profile.disable()
 
 
-async def profile_rounds(topics: Topics, server: str, es_url: str, deadline_s: float) -> None:
+async def profile_rounds(topics: Topics, server: str, search_url: str, deadline_s: float) -> None:
     split = Split()
     r = await importer_round(
-        topics, fresh_database(server, "bench_split"), es_url, deadline_s, split
+        topics, fresh_database(server, "bench_split"), search_url, deadline_s, split
     )
     print(f"time split, one extra importer round ({r.rate:,.0f} records/s with timers):")
     for line in split.report(r.seconds, r.records):
@@ -486,7 +486,7 @@ async def profile_rounds(topics: Topics, server: str, es_url: str, deadline_s: f
     loop_prof.enable()
     try:
         r = await importer_round(
-            topics, fresh_database(server, "bench_prof"), es_url, deadline_s, thread_prof
+            topics, fresh_database(server, "bench_prof"), search_url, deadline_s, thread_prof
         )
     finally:
         loop_prof.disable()
@@ -500,7 +500,7 @@ async def profile_rounds(topics: Topics, server: str, es_url: str, deadline_s: f
 
 
 async def measure(
-    topics: Topics, server: str, es_url: str, rounds: int, deadline_s: float
+    topics: Topics, server: str, search_url: str, rounds: int, deadline_s: float
 ) -> list[Round]:
     results: list[Round] = []
     for i in range(1, rounds + 1):
@@ -509,7 +509,7 @@ async def measure(
             if kind == "baseline":
                 r = await baseline_round(topics, url, deadline_s)
             else:
-                r = await importer_round(topics, url, es_url, deadline_s)
+                r = await importer_round(topics, url, search_url, deadline_s)
             results.append(r)
             print(
                 f"round {i} {r.kind:<8}: {r.records} records in {r.seconds:6.2f} s = "
@@ -536,7 +536,7 @@ def main() -> int:
     print(
         "command: uv run --frozen python benchmarks/import_throughput.py " + " ".join(sys.argv[1:])
     )
-    for name in ("kafka", "zeebe", "elasticsearch", "prometheus", "postgresql"):
+    for name in ("kafka", "zeebe", "opensearch", "prometheus", "postgresql"):
         get(name).fetch()
     with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
         workdir = Path(tmp)
@@ -572,8 +572,8 @@ def main() -> int:
             )
 
             server = postgres.endpoint("url")
-            es_url = site.elasticsearch.endpoint("http")
-            results = asyncio.run(measure(topics, server, es_url, args.rounds, args.deadline))
+            search_url = site.opensearch.endpoint("http")
+            results = asyncio.run(measure(topics, server, search_url, args.rounds, args.deadline))
             base = statistics.median(r.rate for r in results if r.kind == "baseline")
             imp = statistics.median(r.rate for r in results if r.kind == "importer")
             ratio = imp / base
@@ -588,7 +588,7 @@ def main() -> int:
             if not met:
                 print("(a measurement: exit status 0 all the same; --profile shows where it goes)")
             if args.profile:
-                asyncio.run(profile_rounds(topics, server, es_url, args.deadline))
+                asyncio.run(profile_rounds(topics, server, search_url, args.deadline))
         finally:
             if payments is not None:
                 payments.stop()

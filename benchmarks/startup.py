@@ -1,6 +1,6 @@
-"""Benchmark: seconds from nothing to Zeebe + Kafka + Elasticsearch all ready (warm cache).
+"""Benchmark: seconds from nothing to Zeebe + Kafka + OpenSearch all ready (warm cache).
 
-Kafka and Elasticsearch start side by side; Zeebe starts as soon as Kafka is ready (its exporter
+Kafka and OpenSearch start side by side; Zeebe starts as soon as Kafka is ready (its exporter
 needs Kafka's address). Prints each component's own readiness time and the wall time until all
 three are ready, per round, then the median. Usage:
 
@@ -31,8 +31,8 @@ def one_round(workdir: Path) -> tuple[float, list[Running]]:
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=2) as pool:
         chain = pool.submit(_kafka_then_zeebe, workdir)
-        es = pool.submit(get("elasticsearch").start, workdir)
-        runs = [*chain.result(), es.result()]
+        search = pool.submit(get("opensearch").start, workdir)
+        runs = [*chain.result(), search.result()]
     return time.monotonic() - start, runs
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    for name in ("kafka", "zeebe", "elasticsearch"):
+    for name in ("kafka", "zeebe", "opensearch"):
         get(name).fetch()
     cores = os.cpu_count() or 0
     print(f"machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}")

@@ -1,7 +1,7 @@
 """The back office in the local site: the importer and the operations API as local processes.
 
 `phee site up` starts them beside the engines (SQLite in the site's work directory, the site's
-Kafka and Elasticsearch) and, after the sample payments, asks the operations API what it holds,
+Kafka and OpenSearch) and, after the sample payments, asks the operations API what it holds,
 as an operator's tool would: with a service-account API key, over HTTP.
 """
 
@@ -27,7 +27,7 @@ TENANT = "default"
 def start(
     workdir: Path,
     kafka: Running,
-    elasticsearch: Running,
+    opensearch: Running,
     engines: list[str],
     on_ready: Callable[[Running], None] | None = None,
 ) -> tuple[list[Running], dict[str, str]]:
@@ -38,7 +38,7 @@ def start(
     env = {
         "PHEE_BACKOFFICE_DATABASE_URL": f"sqlite:///{home / 'backoffice.db'}",
         "PHEE_BACKOFFICE_KAFKA_BOOTSTRAP": kafka.endpoint("bootstrap"),
-        "PHEE_BACKOFFICE_ELASTICSEARCH_URL": elasticsearch.endpoint("http"),
+        "PHEE_BACKOFFICE_OPENSEARCH_URL": opensearch.endpoint("http"),
         "PHEE_BACKOFFICE_ENGINES": json.dumps(engines),
         "PHEE_BACKOFFICE_TENANTS": json.dumps([TENANT]),
         "PHEE_BACKOFFICE_AUDIT_KEY": secrets.token_urlsafe(32),

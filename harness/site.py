@@ -1,6 +1,6 @@
 """`phee site up`: the local multi-engine site as real processes on this machine.
 
-One Kafka, N Zeebe engines each exporting to its own topic, Elasticsearch for the back office,
+One Kafka, N Zeebe engines each exporting to its own topic, OpenSearch for the back office,
 Prometheus scraping every engine and service, and the payment stack (reference AMS, switch
 double, callback router, each engine's workers and channel API), and the back office (importer
 and operations API on SQLite). It sends sample payments through the engines, prints their final
@@ -33,7 +33,7 @@ from phee.zeebe_export import topic_for
 #: what the site runs: the servers it starts, and the FSPIOP documents every service of ours
 #: reads (`harness.services`); the Java runtime comes with the servers. Its services keep their
 #: data in SQLite, so no PostgreSQL or MariaDB; no Kubernetes, no Testing Toolkit.
-SITE_COMPONENTS: tuple[str, ...] = ("kafka", "zeebe", "elasticsearch", "prometheus", "api-snippets")
+SITE_COMPONENTS: tuple[str, ...] = ("kafka", "zeebe", "opensearch", "prometheus", "api-snippets")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Site:
 
     kafka: Running
     engines: dict[str, Running]
-    elasticsearch: Running
+    opensearch: Running
     prometheus: Running
     order: list[Running] = field(default_factory=list)
 
@@ -54,7 +54,7 @@ def announce(run: Running) -> None:
 
 
 def start(workdir: Path, engine_names: list[str]) -> Site:
-    """Start Kafka, then the engines, Elasticsearch and Prometheus side by side.
+    """Start Kafka, then the engines, OpenSearch and Prometheus side by side.
 
     Whatever started is stopped again if any part fails, so a failed `up` leaves nothing behind.
     """
@@ -65,7 +65,7 @@ def start(workdir: Path, engine_names: list[str]) -> Site:
         kafka = get("kafka").start(workdir)
         started.append(kafka)
         announce(kafka)
-        print(f"starting {', '.join(engine_names)}, elasticsearch, prometheus ...", flush=True)
+        print(f"starting {', '.join(engine_names)}, opensearch, prometheus ...", flush=True)
         with ThreadPoolExecutor(max_workers=len(engine_names) + 2) as pool:
             engine_futures = {
                 name: pool.submit(
@@ -76,9 +76,9 @@ def start(workdir: Path, engine_names: list[str]) -> Site:
                 )
                 for name in engine_names
             }
-            es_future = pool.submit(get("elasticsearch").start, workdir)
+            search_future = pool.submit(get("opensearch").start, workdir)
             prom_future = pool.submit(get("prometheus").start, workdir)
-            futures = [*engine_futures.values(), es_future, prom_future]
+            futures = [*engine_futures.values(), search_future, prom_future]
             errors = []
             for future in as_completed(futures):
                 try:
@@ -89,7 +89,7 @@ def start(workdir: Path, engine_names: list[str]) -> Site:
             if errors:
                 raise errors[0]
         engines = {name: f.result() for name, f in engine_futures.items()}
-        site = Site(kafka, engines, es_future.result(), prom_future.result(), started)
+        site = Site(kafka, engines, search_future.result(), prom_future.result(), started)
         set_target_groups(
             site.prometheus,
             [
@@ -209,7 +209,7 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         payment_stack = stack_mod.start(workdir, site.engines, on_ready=announce)
         print("starting the back office (importer, operations API) ...", flush=True)
         back_office, bo_env = backoffice_local.start(
-            workdir, site.kafka, site.elasticsearch, list(site.engines), on_ready=announce
+            workdir, site.kafka, site.opensearch, list(site.engines), on_ready=announce
         )
         set_target_groups(
             site.prometheus,

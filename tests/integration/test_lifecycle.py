@@ -11,6 +11,7 @@ from harness.components import get
 from harness.components.base import pid_alive
 from harness.components.manager import running
 from harness.components.registry import FETCHABLE, get_fetchable
+from harness.components.versions import OPENSEARCH
 
 
 def test_cli_start_status_stop_leaves_no_process(
@@ -56,7 +57,7 @@ def test_second_fetch_downloads_nothing(name: str) -> None:
 
 
 def test_a_real_server_that_cannot_start_fails_loudly_with_its_log(tmp_path: Path) -> None:
-    """Elasticsearch told to use a port that is taken exits; the error quotes its own log."""
+    """OpenSearch told to use a port that is taken exits; the error quotes its own log."""
     import socket
 
     from harness.components import StartError
@@ -66,7 +67,7 @@ def test_a_real_server_that_cannot_start_fails_loudly_with_its_log(tmp_path: Pat
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(StartError) as info:
-            get("elasticsearch").start(tmp_path, settings={"http.port": port})
+            get("opensearch").start(tmp_path, settings={"http.port": port})
     message = str(info.value)
-    assert "elasticsearch 7.17.29 exited with code" in message
+    assert f"opensearch {OPENSEARCH} exited with code" in message
     assert "BindTransportException" in message or "Address already in use" in message

@@ -22,7 +22,7 @@ def test_the_site_fetches_its_servers_and_the_fspiop_documents_only() -> None:
     assert set(site.SITE_COMPONENTS) == {
         "kafka",
         "zeebe",
-        "elasticsearch",
+        "opensearch",
         "prometheus",
         "api-snippets",
     }

