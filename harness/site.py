@@ -1,7 +1,8 @@
 """`phee site up`: the local multi-engine site as real processes on this machine.
 
-One Kafka, N Zeebe engines each exporting to its own topic, OpenSearch for the back office,
-Prometheus scraping every engine and service, and the payment stack (reference AMS, switch
+One Kafka, N Operaton engines (each over its own PostgreSQL), one Kafka Connect worker streaming
+every engine's history into its own topics (Debezium), OpenSearch for the back office,
+Prometheus scraping every engine node and service, and the payment stack (reference AMS, switch
 double, callback router, each engine's workers and channel API), and the back office (importer
 and operations API on SQLite). It sends sample payments through the engines, prints their final
 states, what reached Kafka and what the back office holds, then runs until Ctrl-C.
@@ -14,26 +15,39 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
 from harness import local_backoffice as backoffice_local
 from harness import stack as stack_mod
-from harness.components import Running, get, manager
+from harness.components import Running, connect, get, manager
 from harness.components.base import http_json
+from harness.components.operaton import ENGINE_DB, RunningEngine, start_engine
 from harness.components.prometheus import set_target_groups
-from harness.engine_smoke import exported_records
+from harness.exported import exported_records
 from harness.services import stop_service
-from phee.zeebe_export import topic_for
+from phee import cdc
 
 #: what the site runs: the servers it starts, and the FSPIOP documents every service of ours
-#: reads (`harness.services`); the Java runtime comes with the servers. Its services keep their
-#: data in SQLite, so no PostgreSQL or MariaDB; no Kubernetes, no Testing Toolkit.
-SITE_COMPONENTS: tuple[str, ...] = ("kafka", "zeebe", "opensearch", "prometheus", "api-snippets")
+#: reads (`harness.services`); the Java runtimes come with the servers. Each engine keeps its
+#: state in its own PostgreSQL; our services keep theirs in SQLite (no MariaDB), no Kubernetes,
+#: no Testing Toolkit.
+SITE_COMPONENTS: tuple[str, ...] = (
+    "kafka",
+    "kafka-connect",
+    "postgresql",
+    "operaton",
+    "opensearch",
+    "prometheus",
+    "api-snippets",
+)
+#: the history table whose records the site counts per engine (one per process instance change)
+COUNTED_TABLE = "act_hi_procinst"
 
 
 @dataclass
@@ -41,7 +55,8 @@ class Site:
     """The running parts of a local site, in start order."""
 
     kafka: Running
-    engines: dict[str, Running]
+    engines: dict[str, RunningEngine]
+    connect: Running
     opensearch: Running
     prometheus: Running
     order: list[Running] = field(default_factory=list)
@@ -53,62 +68,98 @@ def announce(run: Running) -> None:
     print(f"  ready: {label:<16} {run.name} {run.version} in {run.ready_s:.1f} s", flush=True)
 
 
+def engine_database(engine: RunningEngine) -> cdc.EngineDatabase:
+    """Where Debezium reads the engine's history (the engine's own PostgreSQL)."""
+    return cdc.EngineDatabase("127.0.0.1", engine.sql_port, ENGINE_DB, "postgres")
+
+
+def engine_targets(engines: dict[str, RunningEngine]) -> list[dict[str, Any]]:
+    """Prometheus target groups: every node of every engine (Spring's actuator)."""
+    return [
+        {
+            "targets": [f"127.0.0.1:{node.port}"],
+            "labels": {
+                "engine": name,
+                "node": str(node.index),
+                "__metrics_path__": "/actuator/prometheus",
+            },
+        }
+        for name, engine in engines.items()
+        for node in engine.nodes
+    ]
+
+
 def start(workdir: Path, engine_names: list[str]) -> Site:
-    """Start Kafka, then the engines, OpenSearch and Prometheus side by side.
+    """Start Kafka, then the engines, Kafka Connect, OpenSearch and Prometheus side by side,
+    then register each engine's change-data-capture connector.
 
     Whatever started is stopped again if any part fails, so a failed `up` leaves nothing behind.
     """
     started: list[Running] = []
+    engines: dict[str, RunningEngine] = {}
     try:
-        # Every component makes its own subdirectory (Zeebe's is named after the engine).
         print("starting kafka ...", flush=True)
         kafka = get("kafka").start(workdir)
         started.append(kafka)
         announce(kafka)
-        print(f"starting {', '.join(engine_names)}, opensearch, prometheus ...", flush=True)
-        with ThreadPoolExecutor(max_workers=len(engine_names) + 2) as pool:
+        print(
+            f"starting {', '.join(engine_names)}, kafka-connect, opensearch, prometheus ...",
+            flush=True,
+        )
+        with ThreadPoolExecutor(max_workers=len(engine_names) + 3) as pool:
             engine_futures = {
-                name: pool.submit(
-                    get("zeebe").start,
-                    workdir,
-                    engine=name,
-                    kafka_bootstrap=kafka.endpoint("bootstrap"),
-                )
-                for name in engine_names
+                name: pool.submit(start_engine, workdir, name) for name in engine_names
             }
-            search_future = pool.submit(get("opensearch").start, workdir)
-            prom_future = pool.submit(get("prometheus").start, workdir)
-            futures = [*engine_futures.values(), search_future, prom_future]
-            errors = []
-            for future in as_completed(futures):
+            others: dict[str, Future[Running]] = {
+                "connect": pool.submit(
+                    get("kafka-connect").start, workdir, bootstrap=kafka.endpoint("bootstrap")
+                ),
+                "opensearch": pool.submit(get("opensearch").start, workdir),
+                "prometheus": pool.submit(get("prometheus").start, workdir),
+            }
+            errors: list[BaseException] = []
+            pending: list[Future[Any]] = [*engine_futures.values(), *others.values()]
+            for future in as_completed(pending):
                 try:
-                    started.append(future.result())
-                    announce(started[-1])
+                    done = future.result()
                 except Exception as err:  # noqa: BLE001 - collected, the first is re-raised
                     errors.append(err)
+                    continue
+                if isinstance(done, RunningEngine):
+                    engines[done.name] = done
+                    run = done.running()
+                    run.extra["engine"] = done.name
+                    announce(run)
+                else:
+                    started.append(done)
+                    announce(done)
             if errors:
                 raise errors[0]
-        engines = {name: f.result() for name, f in engine_futures.items()}
-        site = Site(kafka, engines, search_future.result(), prom_future.result(), started)
-        set_target_groups(
-            site.prometheus,
-            [
-                {
-                    "targets": [run.endpoint("monitoring").removeprefix("http://")],
-                    "labels": {"engine": name, "__metrics_path__": "/actuator/prometheus"},
-                }
-                for name, run in engines.items()
-            ],
+        site = Site(
+            kafka,
+            {name: engines[name] for name in engine_names},
+            others["connect"].result(),
+            others["opensearch"].result(),
+            others["prometheus"].result(),
+            started,
         )
+        for name, engine in site.engines.items():
+            connect.register_engine(site.connect, name, engine_database(engine))
+            print(f"  cdc: {name} history -> Kafka topics {name}.public.act_hi_*", flush=True)
+        set_target_groups(site.prometheus, engine_targets(site.engines))
         return site
     except BaseException:
-        stop_all(started)
+        stop_all(started, engines)
         raise
 
 
-def stop_all(started: list[Running]) -> None:
-    """Stop in reverse start order (engines before the Kafka they export to)."""
-    for run in reversed(started):
+def stop_all(started: list[Running], engines: dict[str, RunningEngine]) -> None:
+    """Stop in reverse start order; the engines after Kafka Connect (which reads them)."""
+    for run in reversed(started[1:]):
+        get(run.name).stop(run)
+    for engine in engines.values():
+        engine.stop()
+    for run in started[:1]:
         get(run.name).stop(run)
 
 
@@ -124,7 +175,7 @@ async def exported(site: Site) -> dict[str, int]:
             return bool(records) and not grew
 
         records = await exported_records(
-            site.kafka.endpoint("bootstrap"), topic_for(name), caught_up
+            site.kafka.endpoint("bootstrap"), cdc.topic_for(name, COUNTED_TABLE), caught_up
         )
         report[name] = len(records)
     return report
@@ -213,13 +264,7 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         )
         set_target_groups(
             site.prometheus,
-            [
-                {
-                    "targets": [run.endpoint("monitoring").removeprefix("http://")],
-                    "labels": {"engine": name, "__metrics_path__": "/actuator/prometheus"},
-                }
-                for name, run in site.engines.items()
-            ]
+            engine_targets(site.engines)
             + [
                 {
                     "targets": [run.endpoint("http").removeprefix("http://")],
@@ -229,7 +274,10 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
             ],
         )
         print(f"site up in {time.monotonic() - t0:.1f} s; parts:")
-        for run in [*site.order, *payment_stack.order, *back_office]:
+        engine_runs = [e.running() for e in site.engines.values()]
+        for run, engine in zip(engine_runs, site.engines, strict=True):
+            run.extra["engine"] = engine
+        for run in [*site.order, *engine_runs, *payment_stack.order, *back_office]:
             ends = " ".join(f"{k}={v}" for k, v in sorted(run.endpoints.items()))
             label = run.extra.get("engine", run.name)
             print(f"  {label:<16} {run.name:<16} {run.version:<22} pid {run.pid:<7} {ends}")
@@ -248,7 +296,8 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         )
         report = asyncio.run(exported(site))
         for name, records in report.items():
-            print(f"  {name}: {records} records on Kafka topic {topic_for(name)}")
+            topic = cdc.topic_for(name, COUNTED_TABLE)
+            print(f"  {name}: {records} records on Kafka topic {topic}")
         held = backoffice_local.report(back_office[1], bo_env, len(results))
         print(
             "  back office (operations API): "
@@ -270,7 +319,7 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
             stop_service(run)
         if payment_stack is not None:
             payment_stack.stop()
-        stop_all(site.order)
+        stop_all(site.order, site.engines)
         signal.signal(signal.SIGTERM, previous)
         print("site stopped")
     return 0

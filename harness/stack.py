@@ -11,7 +11,7 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,7 +107,7 @@ def payee_party(i: int) -> str:
 
 def start(
     workdir: Path,
-    engines: dict[str, EngineHandle],
+    engines: Mapping[str, EngineHandle],
     *,
     workers_per_engine: int = 1,
     payers: int = 20,
