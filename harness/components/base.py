@@ -1,6 +1,6 @@
 """Process lifecycle shared by every real component: ports, launch, readiness, stop.
 
-A component is a real server (Zeebe, Kafka, ...) fetched once into the cache and started as a
+A component is a real server (Operaton, Kafka, ...) fetched once into the cache and started as a
 local process on 127.0.0.1. Everything here is deliberately boring: start in a new session so
 that a Ctrl-C in the caller does not race our own shutdown, log to a file so that a failed start
 can quote the tail, and stop by PID with SIGTERM then SIGKILL.

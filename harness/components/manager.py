@@ -82,8 +82,6 @@ def start(names: list[str]) -> list[Running]:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         options: dict[str, str] = {}
-        if name == "zeebe" and "kafka" in by_name:
-            options["kafka_bootstrap"] = by_name["kafka"].endpoint("bootstrap")
         if name == "kafka-connect":
             if "kafka" not in by_name:
                 raise ComponentError("kafka-connect needs a running kafka: start kafka too")

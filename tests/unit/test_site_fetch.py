@@ -21,13 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_site_fetches_its_servers_and_the_fspiop_documents_only() -> None:
     assert set(site.SITE_COMPONENTS) == {
         "kafka",
-        "zeebe",
+        "kafka-connect",
+        "postgresql",
+        "operaton",
         "opensearch",
         "prometheus",
         "api-snippets",
     }
     assert set(site.SITE_COMPONENTS) <= set(FETCHABLE)
-    for test_only in ("kube", "servicemonitor-crd", "ttk", "mariadb", "postgresql"):
+    for test_only in ("kube", "servicemonitor-crd", "ttk", "mariadb"):
         assert test_only not in site.SITE_COMPONENTS
 
 
