@@ -75,7 +75,7 @@ def write_targets(path: Path, targets: list[str], labels: dict[str, str] | None 
 def write_target_groups(path: Path, groups: list[TargetGroup]) -> None:
     """Replace all target groups; written atomically so Prometheus never reads half a file.
 
-    A group's labels may set `__metrics_path__` (Spring Boot apps such as the engine serve `/actuator/prometheus`).
+    A group's labels may set `__metrics_path__` (the engine serves `/actuator/prometheus`).
     """
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(groups))
