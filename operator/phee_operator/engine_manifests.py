@@ -196,7 +196,7 @@ def workers_deployment(engine: Engine, hub: Hub) -> Manifest:
         "livenessProbe": http_probe("/healthz", "http", period=10, failures=6),
         "resources": w.resources.as_dict(),
         "securityContext": restricted_security(),
-        "volumeMounts": mounts,
+        **({"volumeMounts": mounts} if mounts else {}),
     }
     # SIGTERM: the workers finish in-flight tasks and requests first (engine_workers.__main__)
     return deployment(

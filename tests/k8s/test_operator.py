@@ -218,7 +218,11 @@ def test_example_site_builds_every_child_with_the_expected_spec(
             f"{engine}: {len(desired)} children match, status {st['phase']} {st['ready']}, "
             f"CdcRegistered {cdc['status']} ({cdc['reason']})"
         )
-    hub_children = hm.hub_children(hub_of(kc.get("paymenthub", "acme", NS) or {}), [])
+    views = [
+        hm.EngineView(engine_of(kc.get("paymentengine", n, NS) or {}), True)
+        for n in ("engine-a", "engine-b")
+    ]
+    hub_children = hm.hub_children(hub_of(kc.get("paymenthub", "acme", NS) or {}), views)
     for want in hub_children[1:]:  # the registry's content is checked below
         have = kc.get(want["kind"].lower(), want["metadata"]["name"], NS)
         assert have is not None, want["metadata"]["name"]
@@ -731,7 +735,11 @@ def test_deleting_an_engine_removes_its_children_and_its_registry_entry(
     assert [e.name for e in _registry(kc).engines] == ["engine-a"]
     assert (kc.get("paymenthub", "acme", NS) or {})["status"]["engines"] == "1/1"
     # the database outlives an accidental delete (persistentVolumeClaimRetentionPolicy: Retain)
-    assert kc.get("servicemonitor", "engine-b", NS) is None
+    poll(
+        lambda: kc.get("servicemonitor", "engine-b", NS) is None,
+        what="engine-b's ServiceMonitor garbage-collected",
+        deadline_s=30,
+    )
     claims = kc.items("pvc", NS, "phee.io/engine=engine-b")
     assert len(claims) == 1
     assert _children(kc, "engine-a")["statefulset"] == ["engine-a-db"]
