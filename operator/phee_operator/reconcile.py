@@ -103,6 +103,8 @@ class Reconciler:
             outcome, registered = (
                 await self._apply_engine(body, announce) if apply else (None, None)
             )
+            if not apply and _registration_waits(body):
+                registered = await self._register_waiting(body)
             phase, ready_changed = await self._engine_status(body, outcome, registered)
         hub_name = (body.get("spec") or {}).get("hubRef")
         # The registry depends on the spec (written on apply) and on readiness; a status refresh
@@ -156,14 +158,21 @@ class Reconciler:
     async def _register(self, engine: Engine, hub: Hub) -> st.Outcome:
         """Register the engine's connector with the hub's Kafka Connect (idempotent PUT). A
         failure is reported in the CdcRegistered condition and retried at the next resync;
-        it never holds up the engine (payments flow; the stream catches up)."""
+        it never holds up the engine (payments flow; the stream catches up).
+
+        Debezium validates a config by connecting to the database, so nothing is sent before
+        the database is ready; a status refresh retries once it is (`_registration_waits`)."""
         gen = engine.meta.generation
         name = cdc.connector_name(engine)
         ns = hub.meta.namespace
+        db = await self.kube.get("apps/v1", "StatefulSet", dbm.db_name(engine), ns)
+        if not st.workload_of(db, 1).ready:
+            msg = f"waiting for the database {dbm.db_name(engine)} before registering {name}"
+            return st.Outcome(False, WAIT_DATABASE, msg, gen)
         dep = await self.kube.get("apps/v1", "Deployment", cdc.connect_name(hub), ns)
         if self.connect_url is None and not st.workload_of(dep, 1).ready:
             msg = f"Kafka Connect {cdc.connect_name(hub)} has no available worker yet"
-            return st.Outcome(False, "ConnectNotReady", msg, gen)
+            return st.Outcome(False, WAIT_CONNECT, msg, gen)
         url = self.connect_url or cdc.connect_url(hub)
         try:
             created = await self.connect.put_config(url, name, cdc.connector_config(engine))
@@ -172,6 +181,15 @@ class Reconciler:
             return st.Outcome(False, err.reason, str(err)[:1000], gen)
         verb = "created" if created else "updated"
         return st.Outcome(True, "Registered", f"connector {name} {verb} on {url}", gen)
+
+    async def _register_waiting(self, body: dict[str, Any]) -> st.Outcome | None:
+        """A status refresh's retry of a registration that waited for its database or Connect."""
+        try:
+            engine = engine_of(body)
+        except pydantic.ValidationError:
+            return None
+        hub = await self._hub(engine.meta.namespace, engine.spec.hub_ref)
+        return None if hub is None else await self._register(engine, hub)
 
     async def _engine_status(
         self, body: dict[str, Any], outcome: st.Outcome | None, registered: st.Outcome | None
@@ -289,6 +307,17 @@ class Reconciler:
     async def hub_engines(self, ns: str, name: str) -> list[str]:
         """Engines naming this hub (to re-reconcile them after the hub changed)."""
         return [b["metadata"]["name"] for b in await self._engine_bodies(ns, name)]
+
+
+WAIT_DATABASE = "DatabaseNotReady"
+WAIT_CONNECT = "ConnectNotReady"
+
+
+def _registration_waits(body: dict[str, Any]) -> bool:
+    """Whether the last registration waited for a part that may be ready by now."""
+    conds = (body.get("status") or {}).get("conditions") or []
+    cdc_cond = next((c for c in conds if c.get("type") == st.CDC_REGISTERED), None)
+    return bool(cdc_cond and cdc_cond.get("reason") in (WAIT_DATABASE, WAIT_CONNECT))
 
 
 def registry_members(engines: list[tuple[dict[str, Any], Engine]]) -> list[hm.EngineView]:
