@@ -103,9 +103,10 @@ class Reconciler:
             outcome, registered = (
                 await self._apply_engine(body, announce) if apply else (None, None)
             )
-            if not apply and _registration_waits(body):
-                registered = await self._register_waiting(body)
-            phase, ready_changed = await self._engine_status(body, outcome, registered)
+            phase, ready_changed, new = await self._engine_status(body, outcome, registered)
+            if not apply and _registration_waits(body) and new.get("databaseReady"):
+                # after the status write: a late registration never delays Ready
+                await self._register_waiting(body, new)
         hub_name = (body.get("spec") or {}).get("hubRef")
         # The registry depends on the spec (written on apply) and on readiness; a status refresh
         # that changed neither leaves the hub alone (children's events are the hot path).
@@ -182,19 +183,25 @@ class Reconciler:
         verb = "created" if created else "updated"
         return st.Outcome(True, "Registered", f"connector {name} {verb} on {url}", gen)
 
-    async def _register_waiting(self, body: dict[str, Any]) -> st.Outcome | None:
-        """A status refresh's retry of a registration that waited for its database or Connect."""
+    async def _register_waiting(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Retry a registration that waited for the database or Connect, and write its
+        condition into `status` (just written from the children)."""
         try:
             engine = engine_of(body)
         except pydantic.ValidationError:
-            return None
+            return
         hub = await self._hub(engine.meta.namespace, engine.spec.hub_ref)
-        return None if hub is None else await self._register(engine, hub)
+        if hub is None:
+            return
+        registered = await self._register(engine, hub)
+        new = st.with_registration(status, registered, _now())
+        if new != status:
+            await self.kube.patch_status("PaymentEngine", engine.meta.name, hub.meta.namespace, new)
 
     async def _engine_status(
         self, body: dict[str, Any], outcome: st.Outcome | None, registered: st.Outcome | None
-    ) -> tuple[str, bool]:
-        """Write the status; returns the phase and whether readiness changed."""
+    ) -> tuple[str, bool, dict[str, Any]]:
+        """Write the status; returns the phase, whether readiness changed, and the status."""
         md, spec = body["metadata"], body.get("spec") or {}
         ns, name = md["namespace"], md["name"]
         nodes_spec, workers = spec.get("engine") or {}, spec.get("workers") or {}
@@ -225,7 +232,7 @@ class Reconciler:
         if previous.get("phase") != new["phase"] and new["phase"] in ("Ready", "Degraded"):
             kind = "Normal" if new["phase"] == "Ready" else "Warning"
             self.events(body, kind, new["phase"], _ready_message(new))
-        return str(new["phase"]), st.is_ready(previous) != st.is_ready(new)
+        return str(new["phase"]), st.is_ready(previous) != st.is_ready(new), new
 
     async def _pods(self, owner: dict[str, Any] | None, ns: str) -> list[st.PodView]:
         """The pods a StatefulSet's or Deployment's selector matches."""

@@ -212,6 +212,14 @@ def engine_status(
     }
 
 
+def with_registration(status: dict[str, Any], cdc: Outcome, now: str) -> dict[str, Any]:
+    """`status` with its CdcRegistered condition replaced by this registration's outcome."""
+    old: list[Condition] = list(status.get("conditions") or [])
+    fresh = condition(CDC_REGISTERED, cdc.ok, cdc.reason, cdc.message, cdc.generation)
+    others = [c for c in old if c.get("type") != CDC_REGISTERED]
+    return {**status, "conditions": merge_conditions(old, [*others, fresh], now)}
+
+
 def hub_status(
     generation: int,
     previous: dict[str, Any],

@@ -186,3 +186,22 @@ def test_hub_status_counts_accepting_engines_and_needs_connect() -> None:
     )
     assert none["phase"] == "Degraded"
     assert _cond(none, "AcceptingPayments")["reason"] == "NoAcceptingEngine"
+
+
+def test_a_late_registration_replaces_only_its_condition() -> None:
+    waiting = st.Outcome(False, "DatabaseNotReady", "waiting for the database e-db", 2)
+    first = _status(_obs(2, 2), APPLIED, cdc=waiting)
+    later = st.with_registration(
+        first, st.Outcome(False, "ConnectUnreachable", "connect unreachable", 2), T1
+    )
+    cdc = _cond(later, "CdcRegistered")
+    assert (cdc["reason"], cdc["lastTransitionTime"]) == ("ConnectUnreachable", T0)
+    assert [c for c in later["conditions"] if c["type"] != "CdcRegistered"] == [
+        c for c in first["conditions"] if c["type"] != "CdcRegistered"
+    ]
+    done = st.with_registration(later, st.Outcome(True, "Registered", "created", 2), T1)
+    assert (
+        _cond(done, "CdcRegistered")["status"],
+        _cond(done, "CdcRegistered")["lastTransitionTime"],
+    ) == ("True", T1)
+    assert done["phase"] == first["phase"]
