@@ -4,7 +4,8 @@ Starts the real control plane (component `kube`: etcd, kube-apiserver, controlle
 scheduler, kwok nodes), installs the CRDs and the operator's RBAC, runs the operator as a local
 process with its service account, applies a hub, then applies N engines one after another and
 times each from the start of `kubectl apply` until the engine's Ready condition is True (which
-needs its StatefulSet and Deployment ready, so every child exists). Prints median and p95.
+needs its database StatefulSet and its engine and workers Deployments ready, so every child
+exists). Prints median and p95.
 
     uv run --frozen python benchmarks/operator_ready.py [--engines 20] [--storage persistent]
 """
@@ -35,12 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 NS = "bench"
 CHILD_KINDS = (
     "configmap",
+    "secret",
     "service",
     "statefulset",
     "deployment",
     "poddisruptionbudget",
     "networkpolicy",
 )
+#: per engine: 2 ConfigMaps (database init, CDC connector), the credentials Secret, 3 Services
+#: (database, engine, channel), the database StatefulSet, 2 Deployments (engine, workers), a
+#: PodDisruptionBudget and 2 NetworkPolicies
+CHILDREN = 12
 
 
 def _engine(i: int, storage: str) -> dict[str, Any]:
@@ -51,13 +57,9 @@ def _engine(i: int, storage: str) -> dict[str, Any]:
         "spec": {
             "hubRef": "acme",
             "slot": 100 + i,
-            "version": "8.5.8",
-            "zeebe": {
-                "clusterSize": 3,
-                "partitions": 3,
-                "replicationFactor": 3,
-                "storage": {"type": storage, "size": "20Gi"},
-            },
+            "version": "1.0.3",
+            "engine": {"nodes": 2},
+            "database": {"storage": {"type": storage, "size": "20Gi"}},
             "workers": {"replicas": 2},
         },
     }
@@ -88,8 +90,8 @@ async def _apply_each(kc: Kubectl, engines: int, storage: str, deadline_s: float
             times.append(took)
             kids = sum(len(kc.items(k, NS, f"phee.io/engine={name}")) for k in CHILD_KINDS)
             print(f"{name}: Ready after {took:.3f} s, {kids} children")
-            if kids != 8:
-                raise SystemExit(f"{name}: expected 8 children, found {kids}")
+            if kids != CHILDREN:
+                raise SystemExit(f"{name}: expected {CHILDREN} children, found {kids}")
     finally:
         await api.close()
     return times
@@ -141,7 +143,7 @@ def main() -> int:
         sa = service_account_kubeconfig(kc, work / "sa.kubeconfig")
         kc.out("create", "namespace", NS)
         if args.storage == "persistent":
-            kc.apply(_pvs(3 * args.engines))
+            kc.apply(_pvs(args.engines))
         operator = start_operator(work, sa, identity="bench-operator")
         site = [
             d

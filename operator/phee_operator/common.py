@@ -139,7 +139,8 @@ def deployment(
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     "containers": containers,
-                    "volumes": volumes,
+                    # the API server drops an empty list; leaving it out keeps apply == read
+                    **({"volumes": volumes} if volumes else {}),
                 },
             },
         },

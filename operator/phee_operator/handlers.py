@@ -14,6 +14,7 @@ from typing import Any, cast
 import kopf
 
 from phee_operator.common import LABEL_ENGINE, LABEL_HUB, LABEL_MANAGED_BY
+from phee_operator.connect import HttpConnect
 from phee_operator.kube import Kube, KubeError, Rejected, Retryable
 from phee_operator.metrics import RECONCILES, observe
 from phee_operator.model import GROUP, MANAGED_BY, VERSION
@@ -75,7 +76,12 @@ def register(ours: OperatorSettings) -> None:
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         configure(settings, ours)
         memo.kube = Kube.from_kubeconfig(ours.kubeconfig)
-        memo.reconciler = Reconciler(memo.kube, _post_event)
+        memo.reconciler = Reconciler(
+            memo.kube,
+            _post_event,
+            connect=HttpConnect(ours.connect_timeout_s),
+            connect_url=ours.connect_url,
+        )
 
     @kopf.on.cleanup()
     async def cleanup(memo: Any, **_: Any) -> None:

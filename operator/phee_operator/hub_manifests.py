@@ -1,7 +1,7 @@
 """Pure builders: a PaymentHub (with its engines) -> the router, back office and engine registry.
 
 The registry ConfigMap is the router's and the importer's view of the site (which engines exist,
-where their gateways are, whether they take new work). It is mounted as a directory, not with
+where their REST APIs are, whether they take new work). It is mounted as a directory, not with
 subPath, so the kubelet refreshes the file in place and both re-read it without a restart.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phee import contract
+from phee_operator import cdc_manifests as cdc
 from phee_operator.common import (
     FSPIOP_SCHEMAS_DIR,
     Manifest,
@@ -24,7 +25,7 @@ from phee_operator.common import (
     secret_volume,
     selector,
 )
-from phee_operator.engine_manifests import CHANNEL_PORT, gateway_address
+from phee_operator.engine_manifests import CHANNEL_PORT, engine_url
 from phee_operator.model import SECRET_KEY_AUDIT, SECRET_KEY_ROUTER_ADMIN, Engine, Hub
 
 KIND = "PaymentHub"
@@ -60,7 +61,8 @@ def registry(views: list[EngineView]) -> contract.EngineRegistry:
             contract.EngineInfo(
                 name=v.engine.meta.name,
                 slot=v.engine.spec.slot,
-                gateway=gateway_address(v.engine),
+                # the engine's REST API (the contract's field still has its Zeebe-era name)
+                gateway=engine_url(v.engine),
                 channel_url=(
                     f"http://{v.engine.meta.name}-channel.{v.engine.meta.namespace}.svc:"
                     f"{CHANNEL_PORT}"
@@ -251,6 +253,12 @@ def back_office(hub: Hub) -> list[Manifest]:
     return [importer, api, service]
 
 
+def engine_dependent(hub: Hub, views: list[EngineView]) -> list[Manifest]:
+    """The hub's objects that change with its engines: the registry, and Kafka Connect (it
+    mounts every engine's database password). Applied whenever an engine changes."""
+    return [registry_config_map(hub, views), *cdc.connect(hub, [v.engine for v in views])]
+
+
 def hub_children(hub: Hub, views: list[EngineView]) -> list[Manifest]:
     """Every object the hub needs, in apply order (the registry before its readers)."""
-    return [registry_config_map(hub, views), *router(hub), *back_office(hub)]
+    return [*engine_dependent(hub, views), *router(hub), *back_office(hub)]

@@ -47,24 +47,27 @@ class Storage(_Spec):
     storage_class_name: str | None = Field(default=None, alias="storageClassName")
 
 
-class Exporter(_Spec):
-    topic: str | None = None
-    max_batch_size: int = Field(default=100, alias="maxBatchSize")
-    flush_interval_ms: int = Field(default=1000, alias="flushIntervalMs")
+#: the engine image: our Spring Boot application around Operaton (built from engine/)
+ENGINE_IMAGE = "ghcr.io/phee/engine"
 
 
-class ZeebeSpec(_Spec):
-    cluster_size: int = Field(default=3, alias="clusterSize")
-    partitions: int = 3
-    replication_factor: int = Field(default=3, alias="replicationFactor")
-    cpu_threads: int = Field(default=2, alias="cpuThreads")
-    io_threads: int = Field(default=2, alias="ioThreads")
-    java_opts: str = Field(
-        default="-XX:MaxRAMPercentage=50 -XX:+ExitOnOutOfMemoryError", alias="javaOpts"
-    )
+class OperatonSpec(_Spec):
+    """The Operaton engine nodes: stateless, they share the engine's database."""
+
+    image: str = ENGINE_IMAGE
+    nodes: int = 2
+    java_options: str = Field(default="-Xmx384m -XX:+UseSerialGC", alias="javaOptions")
     resources: Resources = Resources()
+
+
+class DatabaseSpec(_Spec):
+    """The engine's own PostgreSQL (one instance; logical decoding on for change data capture)."""
+
+    image: str = "postgres:15"
     storage: Storage = Storage()
-    exporter: Exporter = Exporter()
+    max_replication_slots: int = Field(default=4, alias="maxReplicationSlots")
+    max_wal_senders: int = Field(default=4, alias="maxWalSenders")
+    resources: Resources = Resources()
 
 
 class WorkersSpec(_Spec):
@@ -76,12 +79,13 @@ class WorkersSpec(_Spec):
 class EngineSpec(_Spec):
     hub_ref: str = Field(alias="hubRef")
     slot: int
+    #: the engine image tag (spec.engine.image:version); raising it rolls the engine nodes
     version: str
-    image: str = "camunda/zeebe"
     traffic_state: Literal["accepting", "draining"] = Field(
         default="accepting", alias="trafficState"
     )
-    zeebe: ZeebeSpec = ZeebeSpec()
+    engine: OperatonSpec = OperatonSpec()
+    database: DatabaseSpec = DatabaseSpec()
     workers: WorkersSpec = WorkersSpec()
 
 
@@ -99,6 +103,14 @@ class SwitchSpec(_Spec):
 class KafkaSpec(_Spec):
     bootstrap_servers: str = Field(alias="bootstrapServers")
     tls_secret_name: str | None = Field(default=None, alias="tlsSecretName")
+
+
+class ConnectSpec(_Spec):
+    """The hub's Kafka Connect cluster: Debezium streams every engine's history into Kafka."""
+
+    image: str = "ghcr.io/phee/connect:3.6.1"
+    replicas: int = 1
+    resources: Resources = Resources()
 
 
 class RouterSpec(_Spec):
@@ -147,6 +159,7 @@ class HubSpec(_Spec):
     ams_url: str | None = Field(default=None, alias="amsUrl")
     router: RouterSpec = RouterSpec()
     back_office: BackOfficeSpec = Field(alias="backOffice")
+    connect: ConnectSpec = ConnectSpec()
     upgrade_policy: UpgradePolicy = Field(default=UpgradePolicy(), alias="upgradePolicy")
     certificates: Certificates = Certificates()
 
@@ -167,9 +180,9 @@ class Engine(_Spec):
     spec: EngineSpec
 
     @property
-    def topic(self) -> str:
-        """The Kafka topic the engine exports to (the back office's naming by default)."""
-        return self.spec.zeebe.exporter.topic or f"zeebe-{self.meta.name}"
+    def topic_prefix(self) -> str:
+        """The prefix of the engine's change-data-capture topics (`<prefix>.public.act_hi_*`)."""
+        return self.meta.name
 
 
 class Hub(_Spec):
@@ -214,10 +227,11 @@ def refusal_of(engine: Engine, hub: Hub | None, siblings: list[Engine]) -> str |
 
 
 def clash_of(engine: Engine, siblings: list[Engine]) -> str | None:
-    """A slot or exporter topic this engine shares with an older engine of its hub, or None.
+    """A slot this engine shares with an older engine of its hub, or None.
 
     Only an older engine can refuse this one, so that of two clashing engines the one that was
-    there first keeps running.
+    there first keeps running. (Topics cannot clash: their prefix is the engine's name, unique in
+    the hub's namespace.)
     """
     mine = (engine.meta.created, engine.meta.name)
     for other in siblings:
@@ -227,10 +241,5 @@ def clash_of(engine: Engine, siblings: list[Engine]) -> str | None:
             return (
                 f"slot {engine.spec.slot} is already used by engine {other.meta.name!r} in hub "
                 f"{engine.spec.hub_ref!r}; ids carry the slot, so each engine needs its own"
-            )
-        if other.topic == engine.topic:
-            return (
-                f"exporter topic {engine.topic!r} is already used by engine "
-                f"{other.meta.name!r}; the back office would mix their records"
             )
     return None

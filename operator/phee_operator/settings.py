@@ -38,6 +38,12 @@ class OperatorSettings(ComponentSettings):
     #: port of /metrics, also the liveness probe (a standby answers too; kopf's own liveness
     #: endpoint exists only while it runs, which would restart every standby); 0 = none
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: the Kafka Connect REST API for connector registration; unset = each hub's in-cluster
+    #: Service (http://<hub>-connect.<ns>.svc:8083). Set it when the operator runs outside
+    #: the cluster (a port-forward, or a Connect reachable from there).
+    connect_url: str | None = None
+    #: how long one Connect REST call may take (a registration never blocks the engine longer)
+    connect_timeout_s: float = Field(default=3.0, gt=0)
     #: the pod's namespace and name, from the downward API (deploy/deployment.yaml)
     pod_namespace: str = Field(default="", validation_alias="POD_NAMESPACE")
     pod_name: str = Field(default="", validation_alias="POD_NAME")

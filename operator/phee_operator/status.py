@@ -14,11 +14,19 @@ Condition = dict[str, Any]
 
 READY = "Ready"
 RECONCILED = "Reconciled"
-BROKERS_READY = "BrokersReady"
+DATABASE_READY = "DatabaseReady"
+NODES_READY = "EngineNodesReady"
 WORKERS_READY = "WorkersReady"
 UP_TO_DATE = "UpToDate"
+CDC_REGISTERED = "CdcRegistered"
 ROUTER_READY = "RouterReady"
 BACKOFFICE_READY = "BackOfficeReady"
+CONNECT_READY = "ConnectReady"
+#: what the operator does not do yet on a version change (DESIGN 5, step 3)
+SCHEMA_PATCH_TODO = (
+    "database schema patches between engine versions are not applied by the operator yet "
+    "(docs/decisions/0013-engine-database.md): apply the Operaton upgrade script first"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class Workload:
     ready: int = 0
     current: bool = True  # the controller has seen the latest spec
     update_revision: str = ""
+    updated: int = 0  # replicas on the latest template (status.updatedReplicas)
+    total: int = 0  # replicas on any template (status.replicas)
 
 
 @dataclass(frozen=True)
@@ -52,11 +62,14 @@ class PodView:
 @dataclass(frozen=True)
 class EngineObservation:
     generation: int
-    desired_brokers: int
+    version: str  # spec.version: the engine image tag asked for
+    desired_nodes: int
     desired_workers: int
-    brokers: Workload
+    database: Workload
+    nodes: Workload
     workers: Workload
-    broker_pods: list[PodView] = field(default_factory=list)
+    database_pods: list[PodView] = field(default_factory=list)
+    node_pods: list[PodView] = field(default_factory=list)
     previous: dict[str, Any] = field(default_factory=dict)  # the engine's current status
 
 
@@ -100,10 +113,39 @@ def _workload_condition(
     return condition(ctype, ready, reason, f"{w.ready}/{desired} {what} ready", generation)
 
 
+def _up_to_date(obs: EngineObservation, stale: list[str], gen: int) -> Condition:
+    n = obs.nodes
+    rolling = n.exists and (not n.current or n.updated < obs.desired_nodes or n.total > n.updated)
+    if not stale and not rolling:
+        return condition(
+            UP_TO_DATE, True, "AllCurrent", "every part runs its current template", gen
+        )
+    parts = []
+    if rolling:
+        parts.append(
+            f"engine nodes rolling to version {obs.version}: {n.updated}/{obs.desired_nodes} "
+            f"updated; {SCHEMA_PATCH_TODO}"
+        )
+    if stale:
+        parts.append(
+            f"{', '.join(stale)} run an older database template; the operator (or an SRE) "
+            "restarts them (OnDelete)"
+        )
+    reason = "Rolling" if rolling else "RestartPending"
+    return condition(UP_TO_DATE, False, reason, "; ".join(parts), gen)
+
+
 def engine_status(
-    obs: EngineObservation, outcome: Outcome | None, now: str, *, topic: str, gateway: str
+    obs: EngineObservation,
+    outcome: Outcome | None,
+    now: str,
+    *,
+    engine_url: str,
+    topic_prefix: str,
+    cdc: Outcome | None = None,
 ) -> dict[str, Any]:
-    """The whole `status` of a PaymentEngine."""
+    """The whole `status` of a PaymentEngine. `cdc`: this apply's connector registration (None:
+    not attempted now, keep the previous condition)."""
     gen = obs.generation
     old_conditions: list[Condition] = list(obs.previous.get("conditions") or [])
     if outcome is not None:
@@ -114,36 +156,33 @@ def engine_status(
         reconciled = _find(old_conditions, RECONCILED) or condition(
             RECONCILED, None, "Pending", "not reconciled yet", gen
         )
-    brokers = _workload_condition(BROKERS_READY, "brokers", obs.brokers, obs.desired_brokers, gen)
+    if cdc is not None:
+        registered = condition(CDC_REGISTERED, cdc.ok, cdc.reason, cdc.message, cdc.generation)
+    else:
+        registered = _find(old_conditions, CDC_REGISTERED) or condition(
+            CDC_REGISTERED, None, "Pending", "connector not registered yet", gen
+        )
+    database = _workload_condition(DATABASE_READY, "database", obs.database, 1, gen)
+    nodes = _workload_condition(NODES_READY, "engine nodes", obs.nodes, obs.desired_nodes, gen)
     workers = _workload_condition(WORKERS_READY, "workers", obs.workers, obs.desired_workers, gen)
     stale = sorted(
         p.name
-        for p in obs.broker_pods
-        if obs.brokers.update_revision and p.revision != obs.brokers.update_revision
+        for p in obs.database_pods
+        if obs.database.update_revision and p.revision != obs.database.update_revision
     )
-    up_to_date = condition(
-        UP_TO_DATE,
-        not stale,
-        "RestartPending" if stale else "AllCurrent",
-        (
-            f"{', '.join(stale)} run an older broker template; the operator restarts them one "
-            "at a time (OnDelete)"
-            if stale
-            else "every broker runs the current template"
-        ),
-        gen,
-    )
-    parts = [reconciled, brokers, workers]
+    up_to_date = _up_to_date(obs, stale, gen)
+    # Change data capture is not part of Ready: payments flow while the stream catches up later.
+    parts = [reconciled, database, nodes, workers]
     failing = next((c for c in parts if c["status"] != "True"), None)
     ready = condition(
         READY,
         failing is None,
         "EngineReady" if failing is None else str(failing["reason"]),
-        "brokers and workers ready" if failing is None else str(failing["message"]),
+        "database, engine nodes and workers ready" if failing is None else str(failing["message"]),
         gen,
     )
     conditions = merge_conditions(
-        old_conditions, [ready, reconciled, brokers, workers, up_to_date], now
+        old_conditions, [ready, reconciled, database, nodes, workers, up_to_date, registered], now
     )
 
     refused = reconciled["status"] == "False" and reconciled["reason"] != "ApplyFailed"
@@ -152,24 +191,33 @@ def engine_status(
         phase = "Invalid"
     elif failing is None:
         phase = "Ready"
-    elif not obs.brokers.exists:
+    elif not obs.database.exists and not obs.nodes.exists:
         phase = "Pending"
     else:
         phase = "Degraded" if was_ready else "Provisioning"
-    images = {p.image for p in obs.broker_pods}
+    images = {p.image for p in obs.node_pods}
     version = images.pop().rsplit(":", 1)[-1] if len(images) == 1 else ""
     return {
         "phase": phase,
         "observedGeneration": int(reconciled.get("observedGeneration") or 0),
         "version": version,
-        "ready": f"{obs.brokers.ready if obs.brokers.exists else 0}/{obs.desired_brokers}",
-        "readyBrokers": obs.brokers.ready,
+        "ready": f"{obs.nodes.ready if obs.nodes.exists else 0}/{obs.desired_nodes}",
+        "readyNodes": obs.nodes.ready,
         "readyWorkers": obs.workers.ready,
+        "databaseReady": database["status"] == "True",
         "restartPending": stale,
-        "exporterTopic": topic,
-        "gateway": gateway,
+        "engineUrl": engine_url,
+        "topicPrefix": topic_prefix,
         "conditions": conditions,
     }
+
+
+def with_registration(status: dict[str, Any], cdc: Outcome, now: str) -> dict[str, Any]:
+    """`status` with its CdcRegistered condition replaced by this registration's outcome."""
+    old: list[Condition] = list(status.get("conditions") or [])
+    fresh = condition(CDC_REGISTERED, cdc.ok, cdc.reason, cdc.message, cdc.generation)
+    others = [c for c in old if c.get("type") != CDC_REGISTERED]
+    return {**status, "conditions": merge_conditions(old, [*others, fresh], now)}
 
 
 def hub_status(
@@ -181,9 +229,17 @@ def hub_status(
     engines: int,
     accepting: list[str],
     now: str,
+    *,
+    connect: tuple[Workload, int] | None = None,
 ) -> dict[str, Any]:
-    """The whole `status` of a PaymentHub."""
+    """The whole `status` of a PaymentHub. `connect`: the Kafka Connect workers and how many
+    are asked for (None: not observed, the condition is left out)."""
     r = _workload_condition(ROUTER_READY, "router replicas", router, router_desired, generation)
+    stream = (
+        [_workload_condition(CONNECT_READY, "Kafka Connect workers", *connect, generation)]
+        if connect is not None
+        else []
+    )
     bo_parts = [
         _workload_condition(BACKOFFICE_READY, n, w, d, generation) for n, w, d in backoffice
     ]
@@ -203,16 +259,18 @@ def hub_status(
         f"{len(accepting)}/{engines} engines accept new payments",
         generation,
     )
-    failing = next((c for c in (r, bo) if c["status"] != "True"), None)
+    failing = next((c for c in (r, bo, *stream) if c["status"] != "True"), None)
     ready = condition(
         READY,
         failing is None,
         "HubReady" if failing is None else str(failing["reason"]),
-        "router and back office ready" if failing is None else str(failing["message"]),
+        "router, back office and Kafka Connect ready"
+        if failing is None
+        else str(failing["message"]),
         generation,
     )
     old = list(previous.get("conditions") or [])
-    conditions = merge_conditions(old, [ready, r, bo, serving], now)
+    conditions = merge_conditions(old, [ready, r, bo, *stream, serving], now)
     was_ready = previous.get("phase") in ("Ready", "Degraded")
     phase = "Ready" if failing is None else ("Degraded" if was_ready else "Pending")
     return {
@@ -239,6 +297,8 @@ def workload_of(obj: dict[str, Any] | None, desired: int) -> Workload:
         ready=int(st.get(ready_key) or 0),
         current=int(st.get("observedGeneration") or 0) >= int(md.get("generation") or 0),
         update_revision=str(st.get("updateRevision") or ""),
+        updated=int(st.get("updatedReplicas") or 0),
+        total=int(st.get("replicas") or 0),
     )
 
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import ConfigMap
+from phee_operator import database_manifests as dbm
 from phee_operator import engine_manifests as em
 from phee_operator import hub_manifests as hm
 from phee_operator.model import engine_of, hub_of
@@ -43,6 +44,7 @@ from tests.support.kubesite import (
 NS = "payments"
 ENGINE_KINDS = [
     "configmap",
+    "secret",
     "service",
     "statefulset",
     "deployment",
@@ -124,6 +126,14 @@ def _ready_check(kc: Kubectl, name: str) -> Callable[[], bool]:
     return lambda: is_ready(kc.get("paymentengine", name, NS))
 
 
+def _registration_tried(kc: Kubectl, name: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        cond = condition(kc.get("paymentengine", name, NS), "CdcRegistered")
+        return cond if cond and cond["reason"] == "ConnectUnreachable" else None
+
+    return check
+
+
 def _subset(want: Any, have: Any, path: str = "") -> list[str]:
     """Where `have` (the live object) differs from `want` (what the builder asked for)."""
     if isinstance(want, dict):
@@ -178,22 +188,53 @@ def test_example_site_builds_every_child_with_the_expected_spec(
             assert have is not None, f"{kind} {name} missing"
             diff = _subset(want, have)
             assert not diff, f"{kind} {name} differs: {diff[:5]}"
-        pods = kc.items("pods", NS, f"phee.io/engine={engine},app.kubernetes.io/component=broker")
-        assert len(pods) == 3
+        db = kc.items("pods", NS, f"phee.io/engine={engine},app.kubernetes.io/component=database")
+        assert [p["metadata"]["name"] for p in db] == [f"{engine}-db-0"]
+        nodes = kc.items("pods", NS, f"phee.io/engine={engine},app.kubernetes.io/component=engine")
+        assert len(nodes) == 2
+        assert {p["spec"]["containers"][0]["image"] for p in nodes} == {"ghcr.io/phee/engine:1.0.3"}
         claims = kc.items("pvc", NS, f"phee.io/engine={engine}")
-        assert sorted(c["status"]["phase"] for c in claims) == ["Bound"] * 3
+        assert [c["status"]["phase"] for c in claims] == ["Bound"]
+        secret = kc.get("secret", f"{engine}-db", NS) or {}
+        assert set(secret["data"]) == {"username", "password"}
+        assert secret["metadata"]["ownerReferences"][0]["name"] == engine
         body = kc.get("paymentengine", engine, NS)
         assert body is not None
         st = body["status"]
-        assert (st["phase"], st["ready"], st["version"]) == ("Ready", "3/3", "8.5.8")
-        for ctype in ("Ready", "Reconciled", "BrokersReady", "WorkersReady", "UpToDate"):
+        assert (st["phase"], st["ready"], st["version"]) == ("Ready", "2/2", "1.0.3")
+        assert st["engineUrl"] == f"http://{engine}-operaton.{NS}.svc:8080/engine-rest"
+        for ctype in (
+            "Ready",
+            "Reconciled",
+            "DatabaseReady",
+            "EngineNodesReady",
+            "WorkersReady",
+            "UpToDate",
+        ):
             cond = condition(body, ctype)
             assert cond is not None, ctype
             assert cond["status"] == "True", (ctype, cond)
             assert cond["observedGeneration"] == body["metadata"]["generation"]
             assert cond["lastTransitionTime"].endswith("Z")
-        print(f"{engine}: {len(desired)} children match, status {st['phase']} {st['ready']}")
-    hub_children = hm.hub_children(hub_of(kc.get("paymenthub", "acme", NS) or {}), [])
+        # No Connect server runs here (kwok runs no containers, and the operator runs outside
+        # the cluster): the registration is reported, and Ready does not wait for it. It is
+        # tried once the database is ready (Debezium validates a config by connecting).
+        cdc = poll(
+            _registration_tried(kc, engine),
+            what=f"{engine}'s connector registration tried",
+            deadline_s=45,
+        )
+        assert cdc["status"] == "False"
+        assert f"acme-connect.{NS}.svc:8083/connectors/{engine}-cdc/config" in cdc["message"]
+        print(
+            f"{engine}: {len(desired)} children match, status {st['phase']} {st['ready']}, "
+            f"CdcRegistered {cdc['status']} ({cdc['reason']})"
+        )
+    views = [
+        hm.EngineView(engine_of(kc.get("paymentengine", n, NS) or {}), True)
+        for n in ("engine-a", "engine-b")
+    ]
+    hub_children = hm.hub_children(hub_of(kc.get("paymenthub", "acme", NS) or {}), views)
     for want in hub_children[1:]:  # the registry's content is checked below
         have = kc.get(want["kind"].lower(), want["metadata"]["name"], NS)
         assert have is not None, want["metadata"]["name"]
@@ -205,6 +246,17 @@ def test_example_site_builds_every_child_with_the_expected_spec(
     ]
     hub = kc.get("paymenthub", "acme", NS) or {}
     assert hub["status"]["engines"] == "2/2"
+    connect = condition(hub, "ConnectReady")
+    assert connect is not None
+    assert connect["status"] == "True", connect
+    connect_dep = kc.get("deployment", "acme-connect", NS) or {}
+    (projected,) = [
+        v for v in connect_dep["spec"]["template"]["spec"]["volumes"] if "projected" in v
+    ]
+    assert [s["secret"]["name"] for s in projected["projected"]["sources"]] == [
+        "engine-a-db",
+        "engine-b-db",
+    ]
     events = kc.items("events", NS)
     reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
     assert {("engine-a", "Applied"), ("engine-a", "Ready"), ("acme", "RegistryUpdated")} <= reasons
@@ -218,70 +270,98 @@ def test_get_paymentengines_shows_phase_version_and_readiness(
     header, *rows = out.strip().splitlines()
     assert header.split() == ["NAME", "HUB", "PHASE", "VERSION", "READY", "TRAFFIC", "AGE"]
     cells = {r.split()[0]: r.split()[1:6] for r in rows}
-    assert cells["engine-a"] == ["acme", "Ready", "8.5.8", "3/3", "accepting"]
-    assert cells["engine-b"] == ["acme", "Ready", "8.5.8", "3/3", "accepting"]
+    assert cells["engine-a"] == ["acme", "Ready", "1.0.3", "2/2", "accepting"]
+    assert cells["engine-b"] == ["acme", "Ready", "1.0.3", "2/2", "accepting"]
     hubs = kc.run("get", "ph", "-n", NS).stdout
     assert hubs.split()[:5] == ["NAME", "DFSP", "PHASE", "ENGINES", "READY"]
 
 
-def test_spec_change_is_applied_and_brokers_wait_for_the_operator(
-    site: dict[str, float], kc: Kubectl
-) -> None:
-    before = kc.get("paymentengine", "engine-a", NS) or {}
-    patch = {
-        "spec": {
-            "workers": {"replicas": 3},
-            "zeebe": {"partitions": 6, "resources": {"requests": {"cpu": "2"}}},
-        }
-    }
-    _patch_engine(kc, "engine-a", patch)
-
-    def applied() -> dict[str, Any] | None:
-        body = kc.get("paymentengine", "engine-a", NS)
+def _applied(kc: Kubectl, name: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        body = kc.get("paymentengine", name, NS)
         cond = condition(body, "Reconciled")
         gen = (body or {}).get("metadata", {}).get("generation")
         return body if cond and cond["observedGeneration"] == gen and is_ready(body) else None
 
-    body = poll(applied, what="engine-a reconciled at its new generation", deadline_s=60)
+    return check
+
+
+def test_spec_change_rolls_the_engine_and_the_database_waits_for_the_operator(
+    site: dict[str, float], kc: Kubectl
+) -> None:
+    before = kc.get("paymentengine", "engine-a", NS) or {}
+    secret_before = kc.get("secret", "engine-a-db", NS) or {}
+    patch = {
+        "spec": {
+            "workers": {"replicas": 3},
+            "engine": {"resources": {"requests": {"cpu": "2"}}},
+            "database": {"resources": {"requests": {"cpu": "1"}}},
+        }
+    }
+    _patch_engine(kc, "engine-a", patch)
+    body = poll(_applied(kc, "engine-a"), what="engine-a at its new generation", deadline_s=60)
     assert body["metadata"]["generation"] == before["metadata"]["generation"] + 1
     workers = kc.get("deployment", "engine-a-workers", NS) or {}
     assert workers["spec"]["replicas"] == 3
     assert workers["status"].get("availableReplicas") == 3
-    sts = kc.get("statefulset", "engine-a-zeebe", NS) or {}
-    zeebe = sts["spec"]["template"]["spec"]["containers"][0]
-    assert zeebe["resources"]["requests"]["cpu"] == "2"
-    config = kc.get("configmap", "engine-a-zeebe-config", NS) or {}
-    assert (
-        json.loads(config["data"]["application.yaml"])["zeebe"]["broker"]["cluster"][
-            "partitionsCount"
-        ]
-        == 6
-    )
-    # OnDelete: the brokers keep running the old template until the operator rolls them
+    nodes = kc.get("deployment", "engine-a-operaton", NS) or {}
+    node = nodes["spec"]["template"]["spec"]["containers"][0]
+    assert node["resources"]["requests"]["cpu"] == "2"
+    sts = kc.get("statefulset", "engine-a-db", NS) or {}
+    assert sts["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1"
+    # OnDelete: the only database instance keeps running its old template until the operator
+    # (or an SRE) restarts it; the engine nodes rolled on their own
     pending = poll(
         lambda: (
-            (kc.get("paymentengine", "engine-a", NS) or {}).get("status", {}).get("restartPending")
+            (b := kc.get("paymentengine", "engine-a", NS) or {})
+            and (condition(b, "UpToDate") or {}).get("reason") == "RestartPending"
+            and b["status"]["restartPending"]
         ),
-        what="restart pending reported",
+        what="database restart pending reported",
         deadline_s=30,
     )
-    assert pending == ["engine-a-zeebe-0", "engine-a-zeebe-1", "engine-a-zeebe-2"]
-    up = condition(kc.get("paymentengine", "engine-a", NS), "UpToDate")
-    assert up is not None
-    assert up["status"] == "False"
-    assert up["reason"] == "RestartPending"
-    print(
-        f"\nengine-a generation {body['metadata']['generation']}: workers 3/3, cpu 2, "
-        f"partitions 6, restart pending for {pending}"
+    assert pending == ["engine-a-db-0"]
+    # the password is created once: a reconcile never writes a new one
+    secret_after = kc.get("secret", "engine-a-db", NS) or {}
+    assert secret_after["data"] == secret_before["data"]
+    assert (
+        secret_after["metadata"]["resourceVersion"] == secret_before["metadata"]["resourceVersion"]
     )
+    print(
+        f"\nengine-a generation {body['metadata']['generation']}: workers 3/3, engine cpu 2, "
+        f"database restart pending for {pending}, credentials unchanged"
+    )
+
+
+def test_a_version_change_rolls_the_engine_nodes_to_the_new_image(
+    site: dict[str, float], kc: Kubectl
+) -> None:
+    db_before = kc.get("statefulset", "engine-b-db", NS) or {}
+    _patch_engine(kc, "engine-b", {"spec": {"version": "1.0.4"}})
+    body = poll(
+        lambda: (
+            (b := _applied(kc, "engine-b")())
+            and b["status"]["version"] == "1.0.4"
+            and (condition(b, "UpToDate") or {}).get("status") == "True"
+            and b
+        ),
+        what="engine-b's nodes on 1.0.4",
+        deadline_s=60,
+    )
+    nodes = kc.items("pods", NS, "phee.io/engine=engine-b,app.kubernetes.io/component=engine")
+    images = sorted(p["spec"]["containers"][0]["image"] for p in nodes)
+    assert images == ["ghcr.io/phee/engine:1.0.4"] * 2
+    db_after = kc.get("statefulset", "engine-b-db", NS) or {}
+    assert db_after["metadata"]["generation"] == db_before["metadata"]["generation"]
+    print(f"\nengine-b rolled to {body['status']['version']}: {images}; database untouched")
 
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
-    ("engine without hubRef", {"spec": {"slot": 7, "version": "8.5.8"}}, "spec.hubRef: Required"),
+    ("engine without hubRef", {"spec": {"slot": 7, "version": "1.0.3"}}, "spec.hubRef: Required"),
     (
-        "cluster of zero brokers",
-        {"spec": {"zeebe": {"clusterSize": 0, "replicationFactor": 1, "partitions": 1}}},
-        "spec.zeebe.clusterSize in body should be greater than or equal to 1",
+        "engine of zero nodes",
+        {"spec": {"engine": {"nodes": 0}}},
+        "spec.engine.nodes in body should be greater than or equal to 1",
     ),
     (
         "unknown traffic state",
@@ -289,14 +369,14 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         'spec.trafficState: Unsupported value: "paused"',
     ),
     (
-        "partitions below the replication factor",
-        {"spec": {"zeebe": {"partitions": 2}}},
-        "zeebe.partitions must be at least zeebe.replicationFactor",
+        "storage size that is not a quantity",
+        {"spec": {"database": {"storage": {"size": "lots"}}}},
+        "spec.database.storage.size: Invalid value",
     ),
     (
-        "replication factor above the cluster size",
-        {"spec": {"zeebe": {"clusterSize": 3, "replicationFactor": 5, "partitions": 5}}},
-        "zeebe.replicationFactor cannot exceed zeebe.clusterSize",
+        "fewer WAL senders than replication slots",
+        {"spec": {"database": {"maxReplicationSlots": 8, "maxWalSenders": 2}}},
+        "database.maxWalSenders must be at least database.maxReplicationSlots",
     ),
     ("version that is not a release", {"spec": {"version": "latest"}}, "spec.version: Invalid"),
     ("slot out of range", {"spec": {"slot": 2000}}, "should be less than or equal to 1023"),
@@ -304,11 +384,6 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "cpu that is not a quantity",
         {"spec": {"workers": {"resources": {"requests": {"cpu": "lots"}}}}},
         "spec.workers.resources.requests.cpu: Invalid value",
-    ),
-    (
-        "topic with a slash",
-        {"spec": {"zeebe": {"exporter": {"topic": "a/b"}}}},
-        "spec.zeebe.exporter.topic: Invalid value",
     ),
 ]
 
@@ -321,8 +396,8 @@ def _engine(name: str, **spec: Any) -> dict[str, Any]:
         "spec": {
             "hubRef": "acme",
             "slot": 7,
-            "version": "8.5.8",
-            "zeebe": {"storage": {"type": "ephemeral"}},
+            "version": "1.0.3",
+            "database": {"storage": {"type": "ephemeral"}},
         },
     }
     _merge(body["spec"], spec)
@@ -396,18 +471,15 @@ def test_invalid_hub_is_rejected_by_the_api_server(
         ("moving an engine to another hub", {"spec": {"hubRef": "other"}}, "hubRef is immutable"),
         ("changing the slot", {"spec": {"slot": 5}}, "slot is immutable"),
         (
-            "fewer partitions",
-            {"spec": {"zeebe": {"partitions": 3}}},
-            "partitions cannot be reduced",
+            "changing the database storage",
+            {"spec": {"database": {"storage": {"size": "30Gi"}}}},
+            "database.storage is immutable",
         ),
     ],
 )
 def test_forbidden_updates_are_rejected_and_change_nothing(
     site: dict[str, float], kc: Kubectl, case: str, patch: dict[str, Any], message: str
 ) -> None:
-    # engine-a may have 6 partitions after the spec-change test; engine-b has 3 and 3 -> 2
-    if case == "fewer partitions":
-        patch = {"spec": {"zeebe": {"partitions": 2, "replicationFactor": 1}}}
     before = kc.get("paymentengine", "engine-b", NS) or {}
     proc = kc.run(
         "patch",
@@ -492,6 +564,7 @@ def test_every_generated_object_passes_a_server_side_dry_run(
     docs = hm.hub_children(hub, [hm.EngineView(e, True) for e in engines])
     for engine in engines:
         docs += em.engine_children(engine, hub, service_monitors=False)
+        docs.append(dbm.credentials_secret(engine, "dry-run-password"))
     eph = engine_of(
         {
             **next(d for d in example_docs("engine-ephemeral.yaml")),
@@ -532,10 +605,7 @@ def test_operator_restart_mid_reconcile_converges_without_duplicates(
     site: dict[str, float], kc: Kubectl, operators: Operators
 ) -> None:
     names = [f"burst-{i}" for i in range(10)]
-    docs = [
-        _engine(n, slot=20 + i, zeebe={"clusterSize": 1, "partitions": 1, "replicationFactor": 1})
-        for i, n in enumerate(names)
-    ]
+    docs = [_engine(n, slot=20 + i, engine={"nodes": 1}) for i, n in enumerate(names)]
     selector = f"phee.io/engine in ({','.join(names)})"
 
     def written() -> int:
@@ -562,7 +632,7 @@ def test_operator_restart_mid_reconcile_converges_without_duplicates(
     operators.kill(leader)
     at_kill = written()
     per_engine = [d for d in _desired(kc, "engine-a") if d["kind"] != "ServiceMonitor"]
-    total = len(names) * len(per_engine)
+    total = len(names) * (len(per_engine) + 1)  # and the credentials Secret
     print(f"\nkilled the operator with {at_kill} of {total} children written")
     assert 0 < at_kill < total
     operators.start("operator-b")
@@ -571,15 +641,16 @@ def test_operator_restart_mid_reconcile_converges_without_duplicates(
     for n in names:
         kids = _children(kc, n)
         assert kids == {
-            "configmap": [f"{n}-zeebe-config"],
-            "service": sorted([f"{n}-channel", f"{n}-zeebe", f"{n}-zeebe-gateway"]),
-            "statefulset": [f"{n}-zeebe"],
-            "deployment": [f"{n}-workers"],
-            "poddisruptionbudget": [f"{n}-zeebe"],
-            "networkpolicy": [f"{n}-zeebe"],
+            "configmap": [f"{n}-cdc", f"{n}-db-init"],
+            "secret": [f"{n}-db"],
+            "service": [f"{n}-channel", f"{n}-db", f"{n}-operaton"],
+            "statefulset": [f"{n}-db"],
+            "deployment": [f"{n}-operaton", f"{n}-workers"],
+            "poddisruptionbudget": [f"{n}-operaton"],
+            "networkpolicy": [f"{n}-db", f"{n}-operaton"],
         }
-        pods = kc.items("pods", NS, f"phee.io/engine={n},app.kubernetes.io/component=broker")
-        assert [p["metadata"]["name"] for p in pods] == [f"{n}-zeebe-0"]
+        pods = kc.items("pods", NS, f"phee.io/engine={n},app.kubernetes.io/component=database")
+        assert [p["metadata"]["name"] for p in pods] == [f"{n}-db-0"]
     assert written() == total
     reg = _registry(kc)
     assert sorted(e.name for e in reg.engines if e.name.startswith("burst-")) == sorted(names)
@@ -643,7 +714,7 @@ def test_service_monitors_appear_once_their_crd_exists(site: dict[str, float], k
     assert not _subset(want, monitor)
     assert monitor["metadata"]["ownerReferences"][0]["name"] == "engine-a"
     ports = [e["port"] for e in monitor["spec"]["endpoints"]]
-    assert ports == ["monitoring", "http"]
+    assert ports == ["rest", "http"]
     out = kc.apply(
         [want],
         NS,
@@ -675,11 +746,22 @@ def test_deleting_an_engine_removes_its_children_and_its_registry_entry(
     )
     assert [e.name for e in _registry(kc).engines] == ["engine-a"]
     assert (kc.get("paymenthub", "acme", NS) or {})["status"]["engines"] == "1/1"
-    # broker data outlives an accidental delete (persistentVolumeClaimRetentionPolicy: Retain)
-    assert kc.get("servicemonitor", "engine-b", NS) is None
+    # the database outlives an accidental delete (persistentVolumeClaimRetentionPolicy: Retain)
+    poll(
+        lambda: kc.get("servicemonitor", "engine-b", NS) is None,
+        what="engine-b's ServiceMonitor garbage-collected",
+        deadline_s=30,
+    )
     claims = kc.items("pvc", NS, "phee.io/engine=engine-b")
-    assert len(claims) == 3
-    assert _children(kc, "engine-a")["statefulset"] == ["engine-a-zeebe"]
+    assert len(claims) == 1
+    assert _children(kc, "engine-a")["statefulset"] == ["engine-a-db"]
+    # Connect no longer mounts the deleted engine's password
+    connect = kc.get("deployment", "acme-connect", NS) or {}
+    volumes = connect["spec"]["template"]["spec"]["volumes"]
+    sources = [
+        s["secret"]["name"] for v in volumes if "projected" in v for s in v["projected"]["sources"]
+    ]
+    assert sources == ["engine-a-db"]
     print(
         f"\nengine-b deleted: 0 children, 0 pods, registry ['engine-a'], "
         f"{len(claims)} claims retained"
@@ -723,10 +805,10 @@ def test_deleting_the_hub_removes_its_parts_and_leaves_running_engines_alone(
     )
     reason = (condition(body, "Reconciled") or {}).get("reason")
     assert reason == "HubNotFound"
-    assert _children(kc, "engine-a")["statefulset"] == ["engine-a-zeebe"]
+    assert _children(kc, "engine-a")["statefulset"] == ["engine-a-db"]
     workers = kc.get("deployment", "engine-a-workers", NS) or {}
     assert workers["spec"]["replicas"] == 2  # the refused change was not applied
     print(
         f"\nhub deleted: 0 hub parts left; engine-a {body['status']['phase']} ({reason}), "
-        "its brokers and workers untouched"
+        "its database, nodes and workers untouched"
     )

@@ -17,7 +17,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
@@ -35,6 +35,7 @@ _RESOURCES: dict[tuple[str, str], Any] = {
     ("v1", "ConfigMap"): ConfigMap,
     ("v1", "Service"): Service,
     ("v1", "Pod"): Pod,
+    ("v1", "Secret"): Secret,
     ("apps/v1", "StatefulSet"): StatefulSet,
     ("apps/v1", "Deployment"): Deployment,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
@@ -122,6 +123,24 @@ class Kube:
         except (ApiError, httpx2.HTTPError) as err:
             raise _mapped(err, what) from err
         return _dict(out)
+
+    async def create(self, manifest: Mapping[str, Any]) -> bool:
+        """Create the object unless it exists (never overwrite: for what must be written once,
+        such as a generated password). True when this call created it."""
+        md = manifest["metadata"]
+        res = resource(manifest["apiVersion"], manifest["kind"])
+        what = f"create {manifest['kind']} {md.get('namespace')}/{md['name']}"
+        try:
+            await self.client.create(
+                res.from_dict(dict(manifest)), field_manager=self.field_manager
+            )
+        except ApiError as err:
+            if err.status.code == 409:  # already there (created earlier or concurrently)
+                return False
+            raise _mapped(err, what) from err
+        except httpx2.HTTPError as err:
+            raise _mapped(err, what) from err
+        return True
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None
