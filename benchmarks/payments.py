@@ -159,6 +159,12 @@ def main() -> None:
         f"{others['FAILED']} FAILED, "
         f"{len(ids) - len(final)} not final"
     )
+    reasons: dict[str, int] = {}
+    for f in final.values():
+        if f["status"] != "COMMITTED":
+            reasons[str(f.get("reason"))[:120]] = reasons.get(str(f.get("reason"))[:120], 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  {n} not committed: {reason}")
     if latencies:
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]

@@ -1,4 +1,4 @@
-"""Pure builders: an engine's own PostgreSQL (docs/decisions/0013-engine-database.md).
+"""Pure builders: an engine's own PostgreSQL (docs/decisions/0017-engine-database.md).
 
 One PostgreSQL instance per engine, as a StatefulSet of one replica with a volume claim
 template, a headless Service, an init ConfigMap (creates the workers' `payments` database next

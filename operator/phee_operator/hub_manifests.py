@@ -62,7 +62,7 @@ def registry(views: list[EngineView]) -> contract.EngineRegistry:
                 name=v.engine.meta.name,
                 slot=v.engine.spec.slot,
                 # the engine's REST API (the contract's field still has its Zeebe-era name)
-                gateway=engine_url(v.engine),
+                engine_url=engine_url(v.engine),
                 channel_url=(
                     f"http://{v.engine.meta.name}-channel.{v.engine.meta.namespace}.svc:"
                     f"{CHANNEL_PORT}"

@@ -25,7 +25,7 @@ CONNECT_READY = "ConnectReady"
 #: what the operator does not do yet on a version change (DESIGN 5, step 3)
 SCHEMA_PATCH_TODO = (
     "database schema patches between engine versions are not applied by the operator yet "
-    "(docs/decisions/0013-engine-database.md): apply the Operaton upgrade script first"
+    "(docs/decisions/0017-engine-database.md): apply the Operaton upgrade script first"
 )
 
 

@@ -34,9 +34,7 @@ SHARED: tuple[type[BaseSettings], ...] = (ServiceSettings, FspiopSchemaSettings)
 #: variables the operator already sets for settings being added elsewhere (engine_workers moves
 #: from Zeebe to Operaton: EngineSettings.engine_url and .store_password). Once a name is a
 #: real setting it is checked like any other; the integrator empties this set.
-PENDING_SETTINGS: dict[str, set[str]] = {
-    "engine_workers": {"PHEE_ENGINE_ENGINE_URL", "PHEE_ENGINE_STORE_PASSWORD"},
-}
+PENDING_SETTINGS: dict[str, set[str]] = {}
 #: secrets that come from the engine's own database Secret (<engine>-db), not the hub's
 ENGINE_DB_SECRETS = {"PHEE_ENGINE_STORE_PASSWORD": "password"}
 

@@ -325,7 +325,7 @@ def test_registry_lists_engines_with_their_traffic_state() -> None:
         ("engine-a", 1, contract.EngineState.ACCEPTING),
         ("engine-b", 2, contract.EngineState.DRAINING),
     ]
-    assert reg.engines[0].gateway == "http://engine-a-operaton.payments.svc:8080/engine-rest"
+    assert reg.engines[0].engine_url == "http://engine-a-operaton.payments.svc:8080/engine-rest"
     not_ready = hm.registry([hm.EngineView(a, ready=False)])
     assert not_ready.engines[0].state == contract.EngineState.DOWN
 
