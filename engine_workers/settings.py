@@ -23,6 +23,8 @@ class EngineSettings(ComponentSettings):
         "ilp_secret": "phee-dev-ilp-secret",
         "router_admin_token": "phee-dev-router-admin-token",
     }
+    #: secrets that may be absent (a SQLite store has no password)
+    optional_secrets: ClassVar[frozenset[str]] = frozenset({"store_password"})
 
     name: str = Field(default="engine-a", description="engine name (also in the registry)")
     slot: int = Field(default=0, ge=0, le=1023, description="the engine slot ids carry")
