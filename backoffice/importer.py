@@ -10,9 +10,9 @@ dead-letter topic (with the reason in headers) before the batch commits; the imp
 
 Topics are found by pattern, `<engine>.public.act_hi_*` (a subscription by pattern never makes a
 broker auto-create a topic): every engine, or only those configured and in the router's
-registry. Kafka is reached only through `phee.kafka` (read_committed, manual commits, our errors). An
-optional `StepObserver` sees each step (decode, apply, commit, and the transaction's parts) so a
-benchmark can time or profile them without reaching into the importer.
+registry. Kafka is reached only through `phee.kafka` (read_committed, manual commits, our
+errors). An optional `StepObserver` sees each step (decode, apply, commit, and the transaction's
+parts) so a benchmark can time or profile them without reaching into the importer.
 """
 
 from __future__ import annotations

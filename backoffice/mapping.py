@@ -16,8 +16,9 @@ row.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -223,7 +224,14 @@ def audit_fact(rec: CdcRecord) -> AuditFact | None:
         detail = {"element": r.get("activity_id_"), "error": r.get("incident_msg_")}
     else:
         return None
-    return AuditFact(rec.at, actor, action, subject, detail, rec.source)
+    return AuditFact(rec.at, actor, action, subject, detail, audit_source(rec))
+
+
+def audit_source(rec: CdcRecord) -> str:
+    """The record an audit entry stands for, in at most 128 characters (the log's unique key)."""
+    if len(rec.source) <= 128:
+        return rec.source
+    return f"{rec.engine}/#{hashlib.sha256(rec.position.encode()).hexdigest()[:48]}"
 
 
 # -- transfers --------------------------------------------------------------------------------
@@ -285,7 +293,10 @@ def fold(row: dict[str, Any], rec: CdcRecord) -> bool:
     derive(row)
     changed = row != before
     if changed:
-        row["updated_at"] = max(row["updated_at"], rec.at)
+        last = row["updated_at"]
+        if last.tzinfo is None:  # SQLite gives naive datetimes back (UTC)
+            last = last.replace(tzinfo=UTC)
+        row["updated_at"] = max(last, rec.at)
     return changed
 
 

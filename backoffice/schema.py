@@ -156,7 +156,7 @@ audit_log = Table(
     Column("detail", Text, nullable=False),
     # `<engine>/<position>` of the record an importer entry stands for: a replay
     # can never chain the same step twice
-    Column("source", String(320)),
+    Column("source", String(128)),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     UniqueConstraint("source", name="uq_audit_log_source"),

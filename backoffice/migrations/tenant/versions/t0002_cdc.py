@@ -3,7 +3,7 @@
 Steps, variables and incidents are keyed by (engine, CDC position) and name UUID process
 instances; transfers keep the facts their status is derived from. The Zeebe-shaped tables are
 replaced, not converted (their keys and records have no CDC counterpart): a site with Zeebe
-history exports it before upgrading. The audit log is kept; its `source` grows for CDC positions.
+history exports it before upgrading. The audit log is kept.
 
 Revision ID: t0002
 Revises: t0001
@@ -138,14 +138,6 @@ def upgrade() -> None:
     op.create_index(
         "ix_incidents_instance", "incidents", ["engine", "process_instance_key"], unique=False
     )
-    if op.get_bind().dialect.name != "sqlite":  # SQLite does not enforce lengths
-        op.alter_column(
-            "audit_log",
-            "source",
-            existing_type=sa.String(length=128),
-            type_=sa.String(length=320),
-            existing_nullable=True,
-        )
 
 
 def downgrade() -> None:
