@@ -1,4 +1,4 @@
-"""Control tables for Debezium change events (decision 0014): per-table locks, seen positions.
+"""Control tables for Debezium change events (decision 0015): per-table locks, seen positions.
 
 The Zeebe-shaped progress (one position per partition), instances (numeric keys) and parked
 records cannot describe CDC records, whose identity is a position string and whose process

@@ -1,4 +1,4 @@
-"""A tenant's tables for Debezium change events of Operaton's history (decision 0014).
+"""A tenant's tables for Debezium change events of Operaton's history (decision 0015).
 
 Steps, variables and incidents are keyed by (engine, CDC position) and name UUID process
 instances; transfers keep the facts their status is derived from. The Zeebe-shaped tables are
