@@ -1,19 +1,20 @@
 """One import batch, applied in one SQL transaction: the back office's exactly-once core.
 
-Exactly once in effect, whatever Kafka redelivers:
-* `import_progress` holds, per (engine, partition), the newest Zeebe position imported. The batch
-  locks those rows first (FOR UPDATE; SQLite locks the file), drops every record at or below
-  them and moves them forward in the same transaction as the rows it writes. A replay after a
-  crash, and a batch written by a consumer that lost its partitions in a rebalance, find their
-  records already covered and change nothing.
-* Every stored row also carries (engine, partition, position) under a unique key, written with
-  insert-or-ignore, and a transfer keeps the last position folded into it: a second line of
-  defence that makes each table idempotent on its own.
-* OpenSearch is written before the SQL commit, with whole documents under stable ids: if the
-  commit fails the batch is replayed and writes the same documents again.
+Exactly once in effect, whatever Kafka or Connect redelivers:
+* `claims.claim` locks the batch's (engine, history table) rows, drops every record whose CDC
+  position was seen before and marks the rest seen, in the same transaction as the rows it
+  writes. A replay after a crash, and a batch written by a consumer that lost its partitions in
+  a rebalance, find their records seen and change nothing.
+* Every stored row also carries (engine, position) under a unique key, written with
+  insert-or-ignore (COPY on PostgreSQL, where a clash would be a bug and fails the batch): a
+  second line of defence that makes each table idempotent on its own.
+* Search documents are written before the SQL commit, whole, under stable ids: if the commit
+  fails the batch is replayed and writes the same documents again.
 * Records are filed under the tenant named by the payment's own `tenant` variable. Records seen
-  before that variable wait in `pending_records`; an instance that ends without naming a
-  tenant, or names one this back office does not serve, goes to the dead-letter topic.
+  before that variable wait in `pending_records`; an instance that names a tenant this back
+  office does not serve goes to the dead-letter topic, and so does one that ended without naming
+  any (`expire_orphans`, after a grace: the history tables are separate topics, so the tenant
+  variable may come after the instance's end).
 """
 
 from __future__ import annotations
@@ -23,21 +24,20 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, select, tuple_
+from sqlalchemy import Connection, Table, and_, bindparam, select, tuple_
 
-from backoffice import audit, mapping, schema
-from backoffice.db import Database, now
+from backoffice import audit, claims, mapping, schema
+from backoffice.claims import Instance, chunks
+from backoffice.db import Database
 from backoffice.outcome import BatchResult, Dead, DeadLetter, Step, StepObserver, unwatched
-from backoffice.records import BadRecord, ZeebeRecord, decode
+from backoffice.records import CdcRecord
 from backoffice.search import Search
 from phee.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
-
-Instance = tuple[str, int]  # (engine, process instance key)
-_CHUNK = 500
 
 
 @dataclass
@@ -46,7 +46,7 @@ class _TenantRows:
     variables: list[dict[str, Any]] = field(default_factory=list)
     incidents: list[dict[str, Any]] = field(default_factory=list)
     facts: list[mapping.AuditFact] = field(default_factory=list)
-    payments: dict[Instance, list[ZeebeRecord]] = field(default_factory=dict)
+    payments: dict[Instance, list[CdcRecord]] = field(default_factory=dict)
 
 
 class Applier:
@@ -68,24 +68,24 @@ class Applier:
         self._step = observer.step if observer is not None else unwatched
         self._search_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bo-search")
 
-    def apply(self, records: Sequence[ZeebeRecord], dead_letter: DeadLetter) -> BatchResult:
+    def apply(self, records: Sequence[CdcRecord], dead_letter: DeadLetter) -> BatchResult:
         with self._step(Step.TRANSACTION):
             return self._apply(records, dead_letter)
 
-    def _apply(self, records: Sequence[ZeebeRecord], dead_letter: DeadLetter) -> BatchResult:
+    def _apply(self, records: Sequence[CdcRecord], dead_letter: DeadLetter) -> BatchResult:
         step = self._step
         result = BatchResult()
         with self.db.begin() as conn:
+            kept: list[CdcRecord] = []
+            ignored: list[CdcRecord] = []
+            for rec in records:  # other tables, deletes (clean-up), rows of no instance
+                (ignored if mapping.classify(rec) == "ignored" else kept).append(rec)
             with step(Step.CLAIM):
-                fresh = self._claim(conn, records, result)
-            groups: dict[Instance, list[ZeebeRecord]] = defaultdict(list)
-            ignored: list[ZeebeRecord] = []
+                fresh, repeated = claims.claim(conn, self.db.dialect, self.db.lock_rows(), kept)
+            result.add(repeated, "duplicate")
+            groups: dict[Instance, list[CdcRecord]] = defaultdict(list)
             for rec in fresh:
-                pik = rec.process_instance_key
-                if pik is None or mapping.classify(rec) == "ignored":
-                    ignored.append(rec)  # commands, timers, subscriptions, deployments, ...
-                else:
-                    groups[(rec.engine, pik)].append(rec)
+                groups[(rec.engine, rec.process_instance_id or "")].append(rec)
             result.add(ignored, "ignored")
             with step(Step.RESOLVE):
                 owners, dead = self._resolve(conn, groups, result)
@@ -125,65 +125,12 @@ class Applier:
         with self._step(Step.INDEX):
             search.index(docs)
 
-    # -- progress -------------------------------------------------------------------------------
-
-    def _claim(
-        self, conn: Connection, records: Sequence[ZeebeRecord], result: BatchResult
-    ) -> list[ZeebeRecord]:
-        """Lock the batch's (engine, partition) progress rows; keep records beyond them."""
-        top: dict[tuple[str, int], int] = {}
-        for rec in records:
-            k = (rec.engine, rec.partition)
-            top[k] = max(top.get(k, -1), rec.position)
-        if not top:
-            return []
-        t = schema.import_progress
-        stamp = now()
-        conn.execute(
-            insert_or_ignore(t, self.db.dialect, ("engine", "partition_id")),
-            [
-                {"engine": e, "partition_id": p, "position": -1, "updated_at": stamp}
-                for e, p in sorted(top)
-            ],
-        )
-        query = (
-            select(t.c.engine, t.c.partition_id, t.c.position)
-            .where(tuple_(t.c.engine, t.c.partition_id).in_(sorted(top)))
-            .order_by(t.c.engine, t.c.partition_id)
-        )
-        if self.db.lock_rows():
-            query = query.with_for_update()
-        done = {(r.engine, r.partition_id): r.position for r in conn.execute(query)}
-        fresh = [r for r in records if r.position > done[(r.engine, r.partition)]]
-        if len(fresh) < len(records):
-            result.add(
-                (r for r in records if r.position <= done[(r.engine, r.partition)]), "duplicate"
-            )
-        moved = [
-            {"b_engine": e, "b_partition": p, "position": pos, "updated_at": stamp}
-            for (e, p), pos in top.items()
-            if pos > done[(e, p)]
-        ]
-        if moved:
-            conn.execute(
-                t.update()
-                .where(
-                    and_(
-                        t.c.engine == bindparam("b_engine"),
-                        t.c.partition_id == bindparam("b_partition"),
-                    )
-                )
-                .values(position=bindparam("position"), updated_at=bindparam("updated_at")),
-                moved,
-            )
-        return fresh
-
     # -- tenants --------------------------------------------------------------------------------
 
     def _resolve(
         self,
         conn: Connection,
-        groups: dict[Instance, list[ZeebeRecord]],
+        groups: dict[Instance, list[CdcRecord]],
         result: BatchResult,
     ) -> tuple[dict[Instance, str], list[Dead]]:
         """Which tenant each instance belongs to; park or dead-letter the rest."""
@@ -206,48 +153,44 @@ class Applier:
                     for (e, k), t in first_seen.items()
                 ],
             )
-            for inst, parked in self._unpark(conn, list(first_seen)).items():
+            for inst, parked in claims.unpark(conn, list(first_seen)).items():
                 groups[inst][:0] = parked
         dead: list[Dead] = []
-        to_park: list[ZeebeRecord] = []
+        to_park: list[CdcRecord] = []
         for inst, recs in groups.items():
             tenant = owners.get(inst)
             if tenant is None:
-                if any(mapping.ends_instance(r) for r in recs):
-                    recs[:0] = self._unpark(conn, [inst]).get(inst, [])
-                    dead.extend(
-                        _dead(r, "no-tenant", "the instance ended without a tenant") for r in recs
-                    )
-                else:
-                    to_park.extend(recs)
-                    result.add(recs, "pending")
+                to_park.extend(recs)  # an end without a tenant: expire_orphans, after a grace
+                result.add(recs, "pending")
             elif tenant not in self.tenants:
                 dead.extend(
                     _dead(r, "unknown-tenant", f"tenant {tenant!r} is not served") for r in recs
                 )
                 owners.pop(inst)
-        if to_park:
-            stamp = now()
-            conn.execute(
-                insert_or_ignore(schema.pending_records, self.db.dialect, schema.RECORD_KEY),
-                [
-                    {
-                        "engine": r.engine,
-                        "partition_id": r.partition,
-                        "position": r.position,
-                        "process_instance_key": r.process_instance_key,
-                        "record": r.raw.decode(),
-                        "received_at": stamp,
-                    }
-                    for r in to_park
-                ],
-            )
+        claims.park(conn, self.db.dialect, to_park)
         return owners, dead
+
+    def expire_orphans(self, ended_before: datetime, dead_letter: DeadLetter) -> int:
+        """Dead-letter the parked records of instances that ended (as parked before
+        `ended_before`) without naming a tenant; the number of records."""
+        with self.db.begin() as conn:
+            insts = claims.orphans(conn, ended_before, self.db.lock_rows())
+            if not insts:
+                return 0
+            parked = claims.unpark(conn, insts)
+            dead = [
+                _dead(r, "no-tenant", "the instance ended without a tenant")
+                for recs in parked.values()
+                for r in recs
+            ]
+            if dead:
+                dead_letter(dead)
+            return len(dead)
 
     def _known(self, conn: Connection, insts: list[Instance]) -> dict[Instance, str]:
         t = schema.instances
         found: dict[Instance, str] = {}
-        for chunk in _chunks(insts):
+        for chunk in chunks(insts):
             query = select(t.c.engine, t.c.process_instance_key, t.c.tenant).where(
                 tuple_(t.c.engine, t.c.process_instance_key).in_(chunk)
             )
@@ -256,35 +199,18 @@ class Applier:
             )
         return found
 
-    def _unpark(self, conn: Connection, insts: list[Instance]) -> dict[Instance, list[ZeebeRecord]]:
-        """Take the parked records of these instances out of `pending_records`, in order."""
-        t = schema.pending_records
-        parked: dict[Instance, list[ZeebeRecord]] = defaultdict(list)
-        for chunk in _chunks(insts):
-            where = tuple_(t.c.engine, t.c.process_instance_key).in_(chunk)
-            rows = conn.execute(select(t.c.engine, t.c.record).where(where).order_by(t.c.position))
-            for row in rows:
-                try:
-                    rec = decode(row.engine, row.record.encode())
-                except BadRecord:  # it decoded when it was parked
-                    log.exception("a parked record no longer decodes")
-                    raise
-                parked[(rec.engine, rec.process_instance_key or 0)].append(rec)
-            if parked:
-                conn.execute(delete(t).where(where))
-        return parked
-
     # -- rows -----------------------------------------------------------------------------------
 
     def _map(
-        self, tr: _TenantRows, inst: Instance, recs: list[ZeebeRecord], result: BatchResult
+        self, tr: _TenantRows, inst: Instance, recs: list[CdcRecord], result: BatchResult
     ) -> None:
         """Rows of one instance's records (`apply` kept only steps, variables and incidents)."""
         payment = False
         for rec in recs:
-            if rec.value_type == "VARIABLE":
+            kind = mapping.classify(rec)
+            if kind == "variable":
                 tr.variables.append(mapping.variable_row(rec))
-            elif rec.value_type == "INCIDENT":
+            elif kind == "incident":
                 tr.incidents.append(mapping.incident_row(rec))
             else:
                 tr.steps.append(mapping.step_row(rec))
@@ -331,14 +257,14 @@ class Applier:
                 )
 
     def _fold_transfers(
-        self, conn: Connection, payments: dict[Instance, list[ZeebeRecord]]
+        self, conn: Connection, payments: dict[Instance, list[CdcRecord]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The batch's payments folded into their rows: (new rows, changed rows)."""
         if not payments:
             return [], []
         t = schema.transfers
         existing: dict[Instance, dict[str, Any]] = {}
-        for chunk in _chunks(list(payments)):
+        for chunk in chunks(list(payments)):
             query = select(t).where(tuple_(t.c.engine, t.c.process_instance_key).in_(chunk))
             for found in conn.execute(query).mappings():
                 existing[(found["engine"], found["process_instance_key"])] = dict(found)
@@ -349,7 +275,7 @@ class Applier:
             fresh = row is None
             if row is None:
                 row = mapping.new_transfer(next(r for r in recs if mapping.is_payment(r)))
-            applied = [mapping.fold(row, rec) for rec in recs]
+            applied = [mapping.fold(row, rec) for rec in recs if mapping.is_payment(rec)]
             if fresh:
                 inserts.append(row)
             elif any(applied):
@@ -400,10 +326,5 @@ def _copy(conn: Connection, namespace: str, table: Table, rows: list[dict[str, A
             copy.write_row([row[n] for n in names])
 
 
-def _dead(rec: ZeebeRecord, reason: str, detail: str) -> Dead:
+def _dead(rec: CdcRecord, reason: str, detail: str) -> Dead:
     return Dead(rec.engine, rec.raw, reason, detail, rec.source)
-
-
-def _chunks(items: list[Instance]) -> Iterable[list[Instance]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]

@@ -1,4 +1,5 @@
-"""The importer: every engine's export topic, one consumer group, into SQL and OpenSearch.
+"""The importer: every engine's history topics (Debezium, decision 0013), one consumer group,
+into SQL and the search index.
 
 The loop is poll -> decode -> apply (one SQL transaction, see batch.py) -> commit offsets.
 Offsets are committed only after the transaction, so a crash at any point replays from the last
@@ -7,9 +8,11 @@ same reason: a consumer that lost its partitions mid-batch either commits before
 locks the progress rows, or finds its records covered. Records that cannot be used go to the
 dead-letter topic (with the reason in headers) before the batch commits; the import goes on.
 
-Kafka is reached only through `phee.kafka` (read_committed, manual commits, our errors). An
-optional `StepObserver` sees each step (decode, apply, commit, and the transaction's parts) so a
-benchmark can time or profile them without reaching into the importer.
+Topics are found by pattern, `<engine>.public.act_hi_*` (a subscription by pattern never makes a
+broker auto-create a topic): every engine, or only those configured and in the router's
+registry. Kafka is reached only through `phee.kafka` (read_committed, manual commits, our
+errors). An optional `StepObserver` sees each step (decode, apply, commit, and the transaction's
+parts) so a benchmark can time or profile them without reaching into the importer.
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from backoffice.batch import Applier
-from backoffice.db import Database, DatabaseError
+from backoffice.db import Database, DatabaseError, now
 from backoffice.outcome import BatchResult, Dead, Step, StepObserver, unwatched
-from backoffice.records import BadRecord, ZeebeRecord, decode
+from backoffice.records import BadRecord, CdcRecord, decode, split_topic
 from backoffice.search import Search, SearchError
 from backoffice.settings import BackofficeSettings
 from phee.kafka import Batch, Consumer, KafkaError, Message, Producer, TopicPartition
@@ -38,7 +42,9 @@ from phee.kafka import Batch, Consumer, KafkaError, Message, Producer, TopicPart
 log = logging.getLogger(__name__)
 
 RECORDS = Counter(
-    "phee_backoffice_records", "Exported records read, by engine and outcome", ["engine", "outcome"]
+    "phee_backoffice_records",
+    "History change records read, by engine and outcome",
+    ["engine", "outcome"],
 )
 DEAD = Counter("phee_backoffice_dead_letters", "Records sent to the dead-letter topic", ["reason"])
 BATCH_SECONDS = Histogram(
@@ -59,7 +65,7 @@ AUDITED = Counter("phee_backoffice_audit_entries", "Audit entries chained by the
 class Prepared:
     """A fetched batch, decoded: what to apply, what to dead-letter, what to commit after."""
 
-    records: list[ZeebeRecord]
+    records: list[CdcRecord]
     bad: list[Dead]
     offsets: dict[TopicPartition, int]
 
@@ -136,8 +142,8 @@ class Importer:
         if self.search is not None:
             self.search.ensure_indexes(self.settings.tenants)
 
-    def _wanted_topics(self) -> frozenset[str] | None:
-        """Topics of the configured and registered engines; None = every topic by prefix."""
+    def _wanted_engines(self) -> frozenset[str] | None:
+        """The configured and registered engines; None = every engine."""
         s = self.settings
         engines = set(s.engines)
         if s.registry_file:
@@ -148,23 +154,21 @@ class Importer:
                 log.warning("engine registry %s unreadable: %s", s.registry_file, err)
         if not engines and not s.registry_file:
             return None
-        return frozenset(s.topic_prefix + e for e in engines)
+        return frozenset(engines)
 
     def _subscribe(self) -> None:
         assert self._consumer is not None
-        wanted = self._wanted_topics()
-        if wanted is None:
-            pattern = "^" + re.escape(self.settings.topic_prefix) + ".*"
-            if not self._topics:
-                self._consumer.subscribe(pattern=pattern)
-                self._topics = frozenset({pattern})
-        elif wanted != self._topics and wanted:
-            log.info("importing topics %s", sorted(wanted))
-            self._consumer.subscribe(sorted(wanted))
-            self._topics = wanted
-
-    def engine_of(self, topic: str) -> str:
-        return topic.removeprefix(self.settings.topic_prefix)
+        engines = self._wanted_engines()
+        if engines is None:
+            pattern = topic_pattern(None)
+        elif engines:
+            pattern = topic_pattern(engines)
+        else:
+            return  # a registry with no engine yet: nothing to read
+        if frozenset({pattern}) != self._topics:
+            log.info("importing topics matching %s", pattern)
+            self._consumer.subscribe(pattern=pattern)
+            self._topics = frozenset({pattern})
 
     async def run(self) -> None:
         """Import until `stop()`. Batches are pipelined: while one batch is written (SQL and
@@ -178,6 +182,8 @@ class Importer:
                 if time.monotonic() >= next_registry:
                     self._subscribe()
                     next_registry = time.monotonic() + self.settings.registry_poll_s
+                    if inflight is None or inflight.done():
+                        await self._expire_orphans()
                 fetched = await self._consumer.fetch(
                     self.settings.poll_ms, max_records=self.settings.batch_max
                 )
@@ -203,17 +209,20 @@ class Importer:
         await self._finish(prepared)
 
     def _decode(self, fetched: Batch) -> Prepared:
-        records: list[ZeebeRecord] = []
+        records: list[CdcRecord] = []
         bad: list[Dead] = []
         for tp, messages in fetched.items():
-            engine = self.engine_of(tp.topic)
+            where = split_topic(tp.topic)
             for msg in messages:
+                source = f"{tp.topic}/{tp.partition}/{msg.offset}"
                 try:
-                    records.append(decode(engine, msg.value))
+                    if where is None:
+                        raise BadRecord("unknown-topic", f"{tp.topic} is no history topic")
+                    records.append(decode(where[0], where[1], msg.key, msg.value))
                 except BadRecord as err:
-                    where = f"{tp.topic}/{tp.partition}/{msg.offset}"
-                    log.warning("bad record %s: %s", where, err)
-                    bad.append(Dead(engine, msg.value or b"", err.reason, err.detail, where))
+                    log.warning("bad record %s: %s", source, err)
+                    engine = where[0] if where else tp.topic
+                    bad.append(Dead(engine, msg.value or b"", err.reason, err.detail, source))
         offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
         return Prepared(records, bad, offsets)
 
@@ -234,7 +243,7 @@ class Importer:
                 log.warning("offset commit refused after a rebalance: %s", sorted(batch.offsets))
         self.batches += 1
 
-    async def _apply(self, records: list[ZeebeRecord], bad: list[Dead]) -> BatchResult:
+    async def _apply(self, records: list[CdcRecord], bad: list[Dead]) -> BatchResult:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
             wait=wait_exponential(multiplier=0.2, max=10),
@@ -246,6 +255,21 @@ class Importer:
                     await self._send_dead(bad)
                 return await asyncio.to_thread(self.applier.apply, records, self._dead_letter)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _expire_orphans(self) -> None:
+        """Dead-letter instances that ended without a tenant: only once this consumer has read
+        everything (lag 0, so a tenant variable committed before the end would be here) and
+        the end has waited `no_tenant_grace_s`."""
+        assert self._consumer is not None
+        lags = await self._consumer.lag()
+        if not lags or any(lags.values()):
+            return
+        cutoff = now() - timedelta(seconds=self.settings.no_tenant_grace_s)
+        expired = await asyncio.to_thread(self.applier.expire_orphans, cutoff, self._dead_letter)
+        if expired:
+            log.warning(
+                "%d records of instances that ended without a tenant dead-lettered", expired
+            )
 
     def _dead_letter(self, dead: Sequence[Dead]) -> None:
         """Send to the dead-letter topic and wait for the broker (from the batch's thread)."""
@@ -304,6 +328,12 @@ class Importer:
         if self.search is not None:
             self.search.close()
         self.db.close()
+
+
+def topic_pattern(engines: frozenset[str] | None) -> str:
+    """The history topics of these engines (None: of every engine) as a regular expression."""
+    names = "|".join(re.escape(e) for e in sorted(engines)) if engines else r"[a-z][a-z0-9-]*"
+    return rf"^({names})\.public\.act_hi_[a-z_]+$"
 
 
 def threading_in_loop(loop: asyncio.AbstractEventLoop) -> bool:

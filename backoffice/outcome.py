@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from backoffice.records import ZeebeRecord
+from backoffice.records import CdcRecord
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class BatchResult:
     transfers: int = 0
     audit_entries: int = 0
 
-    def add(self, records: Iterable[ZeebeRecord], outcome: str) -> None:
+    def add(self, records: Iterable[CdcRecord], outcome: str) -> None:
         self.by_engine.update((r.engine, outcome) for r in records)
 
     def total(self, outcome: str) -> int:

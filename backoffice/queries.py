@@ -70,7 +70,7 @@ class TransferCursor:
 
     started_at: datetime | None
     engine: str
-    process_instance_key: int
+    process_instance_key: str
 
     def encode(self) -> str:
         started = utc(self.started_at).isoformat() if self.started_at else None
@@ -82,7 +82,7 @@ class TransferCursor:
         if not (
             (started is None or isinstance(started, str))
             and isinstance(engine, str)
-            and isinstance(key, int)
+            and isinstance(key, str)
         ):
             raise ValueError("the cursor is not one this API issued")
         try:
@@ -243,11 +243,13 @@ def _json(text: str) -> Any:
         return text
 
 
-def _instance(table: Any, engine: str, key: int) -> Select[Any]:
+def _instance(table: Any, engine: str, key: str) -> Select[Any]:
+    """One instance's changes of one table, in commit order as far as the log tells: commit
+    time, then LSN (a row's own changes have rising LSNs)."""
     return (
         select(table)
         .where(table.c.engine == engine, table.c.process_instance_key == key)
-        .order_by(table.c.position, table.c.partition_id)
+        .order_by(table.c.at, table.c.lsn, table.c.position)
     )
 
 
@@ -265,7 +267,7 @@ def detail_of(conn: Connection, transfer: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def transfer_stmt(engine: str, process_instance_key: int) -> Select[Any]:
+def transfer_stmt(engine: str, process_instance_key: str) -> Select[Any]:
     c = transfers.c
     return select(transfers).where(
         c.engine == engine, c.process_instance_key == process_instance_key
@@ -273,7 +275,7 @@ def transfer_stmt(engine: str, process_instance_key: int) -> Select[Any]:
 
 
 def transfer_detail(
-    conn: Connection, engine: str, process_instance_key: int
+    conn: Connection, engine: str, process_instance_key: str
 ) -> dict[str, Any] | None:
     """One process instance's transfer with everything recorded about it; None if absent."""
     row = conn.execute(transfer_stmt(engine, process_instance_key)).first()

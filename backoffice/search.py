@@ -25,16 +25,15 @@ _KEYWORDS = (
     "engine", "bpmn_process_id", "direction", "transaction_id", "quote_id", "transfer_id",
     "correlation_id", "status", "outcome", "error_code", "payer_id_type", "payer_id",
     "payer_dfsp", "payee_id_type", "payee_id", "payee_dfsp", "currency", "tenant",
+    "process_instance_key", "end_state", "open_incidents",
 )  # fmt: skip
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
         **{name: {"type": "keyword"} for name in _KEYWORDS},
-        "process_instance_key": {"type": "long"},
-        "partition_id": {"type": "integer"},
-        "last_position": {"type": "long"},
         "amount": {"type": "scaled_float", "scaling_factor": 10000},
         "reason": {"type": "text"},
+        "recorded_reason": {"type": "text"},
         "error_message": {"type": "text"},
         "started_at": {"type": "date"},
         "completed_at": {"type": "date"},

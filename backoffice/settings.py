@@ -30,14 +30,17 @@ class BackofficeSettings(ComponentSettings):
 
     # -- importer -----------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
-    #: engines to import; empty = every topic matching `topic_prefix` (new engines are found
-    #: without a restart, at the next metadata refresh)
+    #: engines to import (their Debezium topics `<engine>.public.act_hi_*`); empty, with no
+    #: registry file = every engine's (new engines are found without a restart, at the next
+    #: metadata refresh)
     engines: list[str] = Field(default_factory=list)
-    topic_prefix: str = "zeebe-"
     #: the router's engine registry file (contract.EngineRegistry JSON); when set, its engines
     #: are imported too, re-read every `registry_poll_s`
     registry_file: str | None = None
     registry_poll_s: float = Field(default=5.0, gt=0)
+    #: an instance that ended without a `tenant` variable is dead-lettered once the importer has
+    #: no lag and its end has waited this long (the history tables are separate topics)
+    no_tenant_grace_s: float = Field(default=60.0, ge=0)
     group_id: str = "phee-backoffice"
     dead_letter_topic: str = "phee-backoffice-dlq"
     #: most records one batch (one SQL transaction, one OpenSearch bulk) may hold

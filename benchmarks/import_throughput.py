@@ -1,26 +1,28 @@
-"""Benchmark: back office import throughput (records/s), Kafka into PostgreSQL + OpenSearch.
+"""Benchmark: back office import throughput (records/s), Kafka into PostgreSQL (+ search).
 
-Real records first: a site with two Zeebe engines (Kafka exporter, topics `zeebe-<engine>`),
-the payment stack, and `--payments` payments through both engines' channel APIs. Once the topics
-stop growing the engines and the stack are stopped, so the measurement has the CPU to itself
-(Kafka, OpenSearch and PostgreSQL keep running).
+Records are Debezium change events of Operaton's history, synthesised from a real capture
+(tests/resources/cdc/backoffice-records.jsonl: three payments through Operaton 1.0.3 and
+Debezium 3.6.1, made by `python -m tests.support.cdc_payments`). Each synthetic payment is one of
+the captured payments with fresh ids (every UUID and business key replaced) and its own LSNs, so
+its positions are unique; records go to `<engine>.public.act_hi_<table>` (one partition each, as
+Connect creates them), in the capture's order per table, for two engines.
 
 Then, alternating, on a fresh database and a fresh consumer group each round:
 * baseline: a plain group consumer (`phee.kafka.Consumer`, a thin wrapper over aiokafka:
-  read_committed, 5000 records per poll) reads both topics and inserts every record raw into
+  read_committed, 5000 records per poll) reads every topic and inserts every record raw into
   one PostgreSQL table, one executemany INSERT + commit + offset commit per poll;
 * importer: `backoffice.importer.Importer` (migrations and provisioning in `start()`, untimed).
 Both are timed from the first batch fetched to the batch holding each partition's last record
-committed, and both divide the same record count (every committed record in the two topics).
-The importer's finish is exact: its committed offsets cover each partition's last record, and
-afterwards its `import_progress` rows must equal each Zeebe partition's last position.
+committed, and both divide the same record count (every record in the topics, the ones the
+importer ignores included). The importer's finish is exact: its committed offsets cover each
+partition's last record, and afterwards `seen_records` must hold exactly the records it keeps.
 
-    uv run --frozen python benchmarks/import_throughput.py [--payments 300] [--rounds 3]
+    uv run --frozen python benchmarks/import_throughput.py [--payments 2000] [--rounds 3]
 
-`--profile` adds two untimed importer rounds: one with timers around each step (where the time
-goes), one under cProfile (both threads: the event loop and the batch thread). Both watch the
-importer through its own step observer (`backoffice.outcome.StepObserver`), as does the clock of
-every importer round: nothing in the importer is patched.
+`--opensearch` indexes transfers too. `--profile` adds two untimed importer rounds: one with
+timers around each step (where the time goes), one under cProfile (both threads: the event loop
+and the batch thread). Both watch the importer through its own step observer
+(`backoffice.outcome.StepObserver`), as does the clock of every importer round.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import logging
 import os
 import platform
 import pstats
+import re
 import statistics
 import sys
 import tempfile
@@ -44,18 +47,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from pydantic import SecretStr
 from sqlalchemy import (
     BigInteger,
     Column,
-    Integer,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
     create_engine,
+    func,
     select,
     text,
 )
@@ -64,22 +66,22 @@ from sqlalchemy.engine import make_url
 from backoffice import schema
 from backoffice.db import Database
 from backoffice.importer import RECORDS, Importer
+from backoffice.mapping import classify
 from backoffice.outcome import Step, StepObserver
+from backoffice.records import decode, split_topic
 from backoffice.settings import BackofficeSettings
-from harness import site as site_mod
-from harness import stack as stack_mod
 from harness.components import Running, get
 from phee.kafka import (
     Batch,
     Consumer,
+    Message,
+    Producer,
     Record,
     ToEnd,
     TopicPartition,
-    consuming,
     read_from_start,
 )
 from phee.sql import SqlOptions, make_engine
-from phee.zeebe_export import topic_for
 
 ENGINES = ["engine-a", "engine-b"]
 BATCH = 5000
@@ -96,8 +98,8 @@ class Topics:
     #: per Kafka partition, the offset just past its last committed record
     ends: dict[TopicPartition, int]
     per_engine: dict[str, int]
-    #: per (engine, Zeebe partition), the newest record position (import_progress must match)
-    positions: dict[tuple[str, int], int]
+    #: records the importer keeps (and so marks seen); the others it ignores
+    kept: int
 
     @property
     def total(self) -> int:
@@ -117,69 +119,80 @@ class Round:
         return self.records / self.seconds
 
 
-# -- producing real records ---------------------------------------------------------------------
+# -- synthetic records from a real capture ---------------------------------------------------------
+
+CAPTURE = Path(__file__).parents[1] / "tests" / "resources" / "cdc" / "backoffice-records.jsonl"
+TENANT = "default"
+_IDS = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{20}")
+#: LSN distance between two synthetic payments (the capture spans far less)
+_LSN_STEP = 1 << 24
 
 
-async def send_payments(payments: stack_mod.PaymentStack, count: int) -> Counter[str]:
-    """Send every payment (16 in flight), then poll each until final; return final statuses."""
-    engines = sorted(payments.workers)
-    headers = {"Platform-TenantId": stack_mod.TENANT}
-    limits = httpx.Limits(max_connections=32)
-    clients = {
-        e: httpx.AsyncClient(base_url=payments.channel(e), timeout=30, limits=limits)
-        for e in engines
-    }
-    gate = asyncio.Semaphore(16)
-    outcome: Counter[str] = Counter()
+def templates() -> list[tuple[str, bytes, bytes]]:
+    """(table, key, value) of every captured record, in capture order."""
+    out = []
+    for line in CAPTURE.read_text().splitlines():
+        doc = orjson.loads(line)
+        split = split_topic(doc["topic"])
+        assert split is not None
+        out.append((split[1], doc["key"].encode(), doc["value"].encode()))
+    return out
 
-    async def one(i: int) -> tuple[str, str] | None:
-        engine = engines[i % len(engines)]
-        body = stack_mod.transfer_request(
-            stack_mod.payer_party(i % 20), stack_mod.payee_party((i + 1) % 20), f"{1 + i % 7}.5"
-        )
-        async with gate:
-            resp = await clients[engine].post("/channel/transfer", json=body, headers=headers)
-        if resp.status_code != 202:
-            outcome[f"refused ({resp.status_code})"] += 1
-            return None
-        return engine, str(resp.json()["transactionId"])
 
+class _Swap:
+    """Replaces each id by a fresh one, the same id by the same fresh one (one payment copy)."""
+
+    def __init__(self) -> None:
+        self.fresh: dict[bytes, bytes] = {}
+
+    def __call__(self, m: re.Match[bytes]) -> bytes:
+        old = m.group(0)
+        if old not in self.fresh:
+            new = uuid.uuid4()
+            self.fresh[old] = new.hex[:20].encode() if len(old) == 20 else str(new).encode()
+        return self.fresh[old]
+
+
+def synthesise(engine: str, copies: int) -> dict[str, list[tuple[bytes, bytes]]]:
+    """`copies` of the capture for `engine`: per topic, (key, value) in order."""
+    base = templates()
+    first_lsn = min(orjson.loads(v)["source"]["lsn"] for _, _, v in base)
+    out: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
+    for i in range(copies):
+        swap = _Swap()
+        for table, key, value in base:
+            doc = orjson.loads(_IDS.sub(swap, value))
+            doc["source"]["name"] = engine
+            doc["source"]["lsn"] = doc["source"]["lsn"] - first_lsn + (i + 1) * _LSN_STEP
+            out[f"{engine}.public.{table}"].append((_IDS.sub(swap, key), orjson.dumps(doc)))
+    return out
+
+
+async def produce(bootstrap: str, copies: int) -> None:
+    producer = Producer(bootstrap)
+    await producer.start()
     try:
-        sent = [s for s in await asyncio.gather(*(one(i) for i in range(count))) if s]
-        waiting = dict.fromkeys(sent)
-        end = time.monotonic() + 180
-        while waiting and time.monotonic() < end:
-            for engine, tx in list(waiting):
-                resp = await clients[engine].get(f"/channel/transfer/{tx}", headers=headers)
-                body = resp.json() if resp.status_code == 200 else {}
-                if body.get("final"):
-                    outcome[str(body["status"])] += 1
-                    del waiting[(engine, tx)]
-            if waiting:
-                await asyncio.sleep(0.5)  # poll interval; the deadline bounds the wait
-        outcome["not final"] += len(waiting)
-        return outcome
+        for engine in ENGINES:
+            for topic, records in synthesise(engine, copies).items():
+                for i in range(0, len(records), 2000):
+                    chunk = records[i : i + 2000]
+                    await producer.send(topic, [Message(v, key=k, partition=0) for k, v in chunk])
     finally:
-        for client in clients.values():
-            await client.aclose()
+        await producer.stop()
 
 
-async def settle(bootstrap: str, topics: list[str], quiet_s: float = 3.0) -> None:
-    """Wait (deadline 120 s) until the topics' committed ends stop moving for `quiet_s`: the
-    exporters have flushed everything the payments produced."""
-    async with consuming(Consumer(bootstrap, topics=topics)) as consumer:
-        tps = await consumer.partitions()
-        last: dict[TopicPartition, int] = {}
-        since = time.monotonic()
-        end = since + 120
-        while time.monotonic() < end:
-            now = await consumer.end_offsets(tps)
-            if now != last:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
-                return
-            await asyncio.sleep(0.5)  # poll interval; the deadline bounds the wait
-        raise RuntimeError(f"the topics kept growing for 120 s: {last}")
+def topic_names(bootstrap: str) -> list[str]:
+    async def names() -> list[str]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            return sorted(t for t in await consumer.topics() if split_topic(t))
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(names())
 
 
 @dataclass(frozen=True)
@@ -188,21 +201,21 @@ class _Seen:
 
     tp: TopicPartition
     offset: int
-    zeebe_partition: int
-    position: int
+    kept: bool
 
 
 def _seen(msg: Record) -> _Seen:
-    doc = orjson.loads(msg.value or b"{}")
-    tp = TopicPartition(msg.topic, msg.partition)
-    return _Seen(tp, msg.offset, int(doc["partitionId"]), int(doc["position"]))
+    split = split_topic(msg.topic)
+    assert split is not None
+    rec = decode(split[0], split[1], msg.key, msg.value)
+    return _Seen(TopicPartition(msg.topic, msg.partition), msg.offset, classify(rec) != "ignored")
 
 
-async def count_topics(bootstrap: str) -> Topics:
-    """Read both topics to their committed end: records, last offsets, newest positions."""
+async def count_topics(bootstrap: str, topics: list[str]) -> Topics:
+    """Read every topic to its committed end: records, last offsets, records kept."""
     seen = await read_from_start(
         bootstrap,
-        [topic_for(e) for e in ENGINES],
+        topics,
         ToEnd(timeout_s=120),
         decode=_seen,
         max_records=BATCH,
@@ -210,14 +223,10 @@ async def count_topics(bootstrap: str) -> Topics:
     )
     ends: dict[TopicPartition, int] = {}
     per_engine: Counter[str] = Counter()
-    positions: dict[tuple[str, int], int] = {}
     for s in seen:
-        engine = s.tp.topic.removeprefix("zeebe-")
-        per_engine[engine] += 1
+        per_engine[s.tp.topic.split(".")[0]] += 1
         ends[s.tp] = max(ends.get(s.tp, 0), s.offset + 1)
-        k = (engine, s.zeebe_partition)
-        positions[k] = max(positions.get(k, -1), s.position)
-    return Topics(bootstrap, ends, dict(per_engine), positions)
+    return Topics(bootstrap, ends, dict(per_engine), sum(s.kept for s in seen))
 
 
 # -- databases ------------------------------------------------------------------------------------
@@ -236,10 +245,10 @@ RAW = Table(
     "raw_records",
     MetaData(),
     Column("engine", Text, nullable=False),
-    Column("partition", Integer, nullable=False),
-    Column("position", BigInteger, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("kafka_offset", BigInteger, nullable=False),
     Column("value", Text, nullable=False),
-    PrimaryKeyConstraint("engine", "partition", "position"),
+    PrimaryKeyConstraint("engine", "topic", "kafka_offset"),
 )
 
 
@@ -252,7 +261,7 @@ def _covered(reached: Mapping[TopicPartition, int], topics: Topics) -> bool:
 
 async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Round:
     """Raw copy: poll, one executemany INSERT of every record as text, commit, commit offsets.
-    (engine, Kafka partition, Kafka offset) is the key: nothing is decoded or mapped."""
+    (engine, topic, Kafka offset) is the key: nothing is decoded or mapped."""
     engine = create_engine(db_url)
     RAW.metadata.create_all(engine)
 
@@ -266,7 +275,7 @@ async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Roun
         max_poll_records=BATCH,
         max_partition_fetch_bytes=FETCH_BYTES,
     )
-    consumer.subscribe([topic_for(e) for e in ENGINES])
+    consumer.subscribe(sorted({tp.topic for tp in topics.ends}))
     await consumer.start()
     reached: dict[TopicPartition, int] = {}
     records = batches = 0
@@ -283,9 +292,9 @@ async def baseline_round(topics: Topics, db_url: str, deadline_s: float) -> Roun
                 first = time.perf_counter()
             rows = [
                 {
-                    "engine": tp.topic.removeprefix("zeebe-"),
-                    "partition": tp.partition,
-                    "position": msg.offset,
+                    "engine": tp.topic.split(".")[0],
+                    "topic": tp.topic,
+                    "kafka_offset": msg.offset,
                     "value": (msg.value or b"").decode(),
                 }
                 for tp, messages in fetched.items()
@@ -355,11 +364,11 @@ async def importer_round(
     tag = uuid.uuid4().hex[:8]
     settings = BackofficeSettings(
         database_url=db_url,
-        opensearch_url=search_url,
+        opensearch_url=search_url or None,
         index_prefix=f"bench-{tag}",
         kafka_bootstrap=topics.bootstrap,
         engines=ENGINES,
-        tenants=[stack_mod.TENANT],
+        tenants=[TENANT],
         group_id=f"bench-importer-{tag}",
         dead_letter_topic=f"bench-dead-{tag}",
         audit_key=SecretStr("bench-audit-key"),
@@ -388,23 +397,22 @@ async def importer_round(
         await importer.close()
     assert clock.first is not None
     assert clock.finished is not None
-    progress = await asyncio.to_thread(read_progress, db_url)
-    if progress != topics.positions:
-        raise RuntimeError(f"import_progress {progress} != topics {topics.positions}")
+    seen_count = await asyncio.to_thread(read_seen, db_url)
+    if seen_count != topics.kept:
+        raise RuntimeError(f"seen_records holds {seen_count}, the topics {topics.kept} kept")
     # a parked ("pending") record is counted again when its instance's tenant arrives
     seen = outcomes() - before
     note = "outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
     return Round("importer", topics.total, clock.finished - clock.first, importer.batches, note)
 
 
-def read_progress(db_url: str) -> dict[tuple[str, int], int]:
-    """The importer's own record of how far it got, per (engine, Zeebe partition)."""
+def read_seen(db_url: str) -> int:
+    """The importer's own record of what it kept: the positions it marked seen."""
     db = Database(db_url)
     try:
         with db.begin() as conn:
-            t = schema.import_progress
-            rows = conn.execute(select(t.c.engine, t.c.partition_id, t.c.position))
-            return {(r.engine, r.partition_id): r.position for r in rows}
+            t = schema.seen_records
+            return int(conn.execute(select(func.count()).select_from(t)).scalar_one())
     finally:
         db.close()
 
@@ -523,9 +531,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--payments", type=int, default=300, help="payments run to make records")
+    parser.add_argument("--payments", type=int, default=2000, help="synthetic payments")
     parser.add_argument("--rounds", type=int, default=3, help="baseline + importer pairs")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds per round, at most")
+    parser.add_argument("--opensearch", action="store_true", help="index transfers too")
     parser.add_argument("--profile", action="store_true", help="add a time split and cProfile")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -536,43 +545,34 @@ def main() -> int:
     print(
         "command: uv run --frozen python benchmarks/import_throughput.py " + " ".join(sys.argv[1:])
     )
-    for name in ("kafka", "zeebe", "opensearch", "prometheus", "postgresql"):
+    names = ["kafka", "postgresql"] + (["opensearch"] if args.opensearch else [])
+    for name in names:
         get(name).fetch()
+    started: list[Running] = []
     with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
         workdir = Path(tmp)
-        site: site_mod.Site | None = None
-        payments: stack_mod.PaymentStack | None = None
-        postgres: Running | None = None
         try:
             t0 = time.monotonic()
-            site = site_mod.start(workdir, ENGINES)
-            postgres = get("postgresql").start(workdir)
-            payments = stack_mod.start(workdir, site.engines)
-            print(f"site, PostgreSQL and payment stack up in {time.monotonic() - t0:.1f} s")
-            bootstrap = site.kafka.endpoint("bootstrap")
-
+            for name in names:
+                started.append(get(name).start(workdir / name))
+            kafka, postgres = started[0], started[1]
+            search_url = started[2].endpoint("http") if args.opensearch else ""
+            print(f"{', '.join(names)} up in {time.monotonic() - t0:.1f} s")
+            bootstrap = kafka.endpoint("bootstrap")
+            per_engine = max(1, args.payments // (3 * len(ENGINES)))
             t1 = time.monotonic()
-            finals = asyncio.run(send_payments(payments, args.payments))
+            asyncio.run(produce(bootstrap, per_engine))
             print(
-                f"{args.payments} payments in {time.monotonic() - t1:.1f} s: "
-                + ", ".join(f"{v} {k}" for k, v in sorted(finals.items()))
+                f"{per_engine * 3 * len(ENGINES)} synthetic payments produced in "
+                f"{time.monotonic() - t1:.1f} s"
             )
-            asyncio.run(settle(bootstrap, [topic_for(e) for e in ENGINES]))
-            # the engines and the stack are done: give the measurement the machine
-            payments.stop()
-            payments = None
-            for run in [*site.engines.values(), site.prometheus]:
-                get(run.name).stop(run)
-            topics = asyncio.run(count_topics(bootstrap))
+            topics = asyncio.run(count_topics(bootstrap, topic_names(bootstrap)))
             per = ", ".join(f"{e} {n}" for e, n in sorted(topics.per_engine.items()))
             print(
-                f"records: {topics.total} ({per}; {topics.total / max(args.payments, 1):.0f} per "
-                f"payment; {len(topics.ends)} Kafka partitions, Zeebe partitions "
-                f"{sorted(topics.positions)})"
+                f"records: {topics.total} ({per}; {topics.kept} kept by the importer, the rest "
+                f"ignored; {len(topics.ends)} topics)"
             )
-
             server = postgres.endpoint("url")
-            search_url = site.opensearch.endpoint("http")
             results = asyncio.run(measure(topics, server, search_url, args.rounds, args.deadline))
             base = statistics.median(r.rate for r in results if r.kind == "baseline")
             imp = statistics.median(r.rate for r in results if r.kind == "importer")
@@ -590,12 +590,8 @@ def main() -> int:
             if args.profile:
                 asyncio.run(profile_rounds(topics, server, search_url, args.deadline))
         finally:
-            if payments is not None:
-                payments.stop()
-            if postgres is not None:
-                get("postgresql").stop(postgres)
-            if site is not None:
-                site_mod.stop_all(site.order)
+            for run in reversed(started):
+                get(run.name).stop(run)
     return 0
 
 

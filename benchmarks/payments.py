@@ -9,8 +9,8 @@ is shown as CPU seconds per payment for each process, read from /proc before and
 
     uv run python benchmarks/payments.py --rate 20 --duration 30 [--workers 2]
 
-A warm-up (300 payments by default, at the offered rate up to 15/s) is sent and not counted, so the figure is the
-steady state rather than the JVMs compiling their hot paths.
+A warm-up (300 payments by default, at the offered rate up to 15/s) is sent and not counted, so
+the figure is the steady state rather than the JVMs compiling their hot paths.
 """
 
 from __future__ import annotations

@@ -39,15 +39,15 @@ class ApiModel(BaseModel):
     )
 
 
-_KEY = "Zeebe key as a decimal string (int64 exceeds JavaScript's safe integers)"
+_KEY = "Operaton id (a UUID)"
+_POSITION = "Change-data-capture position in the engine's log: <s|w><LSN>/<table>/<key>"
 
 
 class Transfer(ApiModel):
     """One payment as one engine ran it (a process instance of a payment process)."""
 
-    engine: str = Field(description="The engine (Zeebe cluster) that ran the payment")
+    engine: str = Field(description="The engine (Operaton cluster) that ran the payment")
     process_instance_key: str = Field(description=_KEY)
-    partition_id: int
     bpmn_process_id: str
     direction: str = Field(description="PAYER (we send) or PAYEE (we receive)")
     transaction_id: str | None
@@ -86,48 +86,52 @@ def _amount(value: Decimal | None) -> str | None:
 
 
 class Step(ApiModel):
-    """A lifecycle event of the payment's process or one of its jobs, in log order."""
+    """A change of the payment's process instance or of one of its activity instances."""
 
-    partition_id: int
-    position: int = Field(description="Zeebe log position (orders the trail)")
-    record_key: str = Field(description=_KEY)
-    value_type: str = Field(description="PROCESS_INSTANCE or JOB")
-    intent: str
+    position: str = Field(description=_POSITION)
+    lsn: int
+    op: str = Field(description="c created, u updated, r read by a snapshot")
+    record_key: str = Field(description="The process or activity instance's id")
+    source_table: str = Field(description="act_hi_procinst or act_hi_actinst")
     element_id: str | None
     element_type: str | None
-    job_type: str | None
-    retries: int | None
-    error_message: str | None
+    element_name: str | None
+    state: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
     at: datetime
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Self:
-        return cls.model_validate({**_fields(cls, row), "record_key": str(row["record_key"])})
+        return cls.model_validate(_fields(cls, row))
 
 
 class Variable(ApiModel):
-    """A variable the payment's process set, with its value as JSON."""
+    """A variable of the payment's process, with its value as JSON where it is JSON text."""
 
-    partition_id: int
-    position: int
-    scope_key: str = Field(description=_KEY)
+    position: str = Field(description=_POSITION)
+    lsn: int
+    op: str
+    scope_key: str | None = Field(description="The execution the variable belongs to")
     name: str
-    value: JsonValue = Field(description="The value, parsed from Zeebe's JSON")
-    intent: str
+    value_type: str | None = Field(description="Operaton's type: string, boolean, long, ...")
+    value: JsonValue = Field(description="The value (JSON text parsed)")
+    state: str | None
     at: datetime
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Self:
-        return cls.model_validate({**_fields(cls, row), "scope_key": str(row["scope_key"])})
+        return cls.model_validate(_fields(cls, row))
 
 
 class Incident(ApiModel):
     """An incident raised (or resolved) on the payment's process."""
 
-    partition_id: int
-    position: int
+    position: str = Field(description=_POSITION)
+    lsn: int
+    op: str
     incident_key: str = Field(description=_KEY)
-    intent: str = Field(description="CREATED or RESOLVED")
+    state: str = Field(description="OPEN, RESOLVED or DELETED")
     error_type: str | None
     error_message: str | None
     element_id: str | None

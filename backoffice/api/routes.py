@@ -36,7 +36,6 @@ from phee.service import instrument, load_settings, serve
 
 log = logging.getLogger("backoffice.api")
 
-_INT64_MAX = 2**63 - 1
 
 _DESCRIPTION = """\
 Search the payments of one tenant, read one payment's whole trail (steps, variables, incidents)
@@ -122,7 +121,8 @@ def create_app(
         principal: Annotated[Principal, Depends(guard.reader)],
         engine: Annotated[str, Path(pattern=ENGINE_PATTERN, description="The engine's name")],
         process_instance_key: Annotated[
-            int, Path(ge=0, le=_INT64_MAX, description="The process instance key")
+            str,
+            Path(pattern=r"^[A-Za-z0-9:._-]{1,64}$", description="The process instance id"),
         ],
     ) -> TransferDetail:
         """The transfer run by `engine` as `process_instance_key`, with steps, variables and

@@ -113,8 +113,7 @@ def idp() -> Iterator[Idp]:
 def transfer(engine: str, key: int, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "engine": engine,
-        "process_instance_key": key,
-        "partition_id": 1,
+        "process_instance_key": str(key),
         "bpmn_process_id": "phee-payer-transfer",
         "direction": "PAYER",
         "transaction_id": None,
@@ -124,6 +123,9 @@ def transfer(engine: str, key: int, **values: Any) -> dict[str, Any]:
         "status": "COMMITTED",
         "outcome": None,
         "reason": None,
+        "recorded_reason": None,
+        "end_state": None,
+        "open_incidents": "",
         "error_code": None,
         "error_message": None,
         "payer_id_type": "MSISDN",
@@ -137,7 +139,6 @@ def transfer(engine: str, key: int, **values: Any) -> dict[str, Any]:
         "started_at": None,
         "completed_at": None,
         "updated_at": T0 + timedelta(days=1),
-        "last_position": 1,
     }
     row.update(values)
     return row
@@ -221,28 +222,33 @@ def expected_order(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def trail_rows(engine: str, key: int, tag: str) -> dict[str, list[dict[str, Any]]]:
-    """Steps, variables and one incident, inserted out of log order."""
-    common = {"engine": engine, "partition_id": 1, "process_instance_key": key}
+    """Steps, variables and one incident (CDC-shaped), inserted out of log order."""
+    pid = str(key)
+    common = {"engine": engine, "process_instance_key": pid, "op": "c"}
     steps = [
-        {**common, "position": pos, "record_key": key + pos, "value_type": vt, "intent": intent,
-         "element_id": element, "element_type": None, "job_type": job, "retries": None,
-         "error_message": None, "at": hours(0) + timedelta(seconds=pos)}
-        for pos, vt, intent, element, job in [
-            (12, "JOB", "COMPLETED", "settle", "phee-settle"),
-            (10, "PROCESS_INSTANCE", "ELEMENT_ACTIVATED", "start", None),
-            (11, "JOB", "CREATED", "settle", "phee-settle"),
+        {**common, "position": f"w{lsn}/{table}/id_={rkey}", "lsn": lsn, "record_key": rkey,
+         "source_table": table, "element_id": element, "element_type": etype,
+         "element_name": None, "state": state, "started_at": hours(0), "ended_at": None,
+         "at": hours(0) + timedelta(seconds=lsn)}
+        for lsn, table, rkey, element, etype, state in [
+            (12, "act_hi_actinst", f"settle:{pid}", "settle", "serviceTask", "COMPLETED"),
+            (10, "act_hi_procinst", pid, "phee-payer-transfer", "process", "ACTIVE"),
+            (11, "act_hi_actinst", f"start:{pid}", "start", "startEvent", "COMPLETED"),
         ]
     ]  # fmt: skip
     variables = [
-        {**common, "position": 21, "scope_key": key, "name": "status", "value": f'"{tag}"',
-         "intent": "CREATED", "at": hours(0)},
-        {**common, "position": 20, "scope_key": key, "name": "amount",
-         "value": '{"amount": "10", "currency": "TZS"}', "intent": "CREATED", "at": hours(0)},
+        {**common, "position": f"w21/act_hi_varinst/id_=v21-{pid}", "lsn": 21,
+         "record_key": f"v21-{pid}", "scope_key": pid, "name": "status", "value_type": "string",
+         "value": f'"{tag}"', "state": "CREATED", "at": hours(0) + timedelta(seconds=21)},
+        {**common, "position": f"w20/act_hi_varinst/id_=v20-{pid}", "lsn": 20,
+         "record_key": f"v20-{pid}", "scope_key": pid, "name": "amount", "value_type": "string",
+         "value": '{"amount": "10", "currency": "TZS"}', "state": "CREATED",
+         "at": hours(0) + timedelta(seconds=20)},
     ]  # fmt: skip
     incidents = [
-        {**common, "position": 30, "incident_key": key + 30, "intent": "CREATED",
-         "error_type": "JOB_NO_RETRIES", "error_message": f"{tag} broke", "element_id": "settle",
-         "at": hours(0)},
+        {**common, "position": f"w30/act_hi_incident/id_=i-{pid}", "lsn": 30,
+         "incident_key": f"i-{pid}", "state": "OPEN", "error_type": "failedExternalTask",
+         "error_message": f"{tag} broke", "element_id": "settle", "at": hours(0)},
     ]  # fmt: skip
     return {"steps": steps, "variables": variables, "incidents": incidents}
 
@@ -692,8 +698,8 @@ def test_transfer_detail_has_the_trail_in_log_order_and_is_audited(api: Site) ->
     body = api.ok("/api/v1/transfers/engine-a/101", token=api.idp.token(roles=["operator"]))
     assert body["transfer"]["transactionId"] == "tx-a1"
     assert body["transfer"]["processInstanceKey"] == "101"
-    assert [s["position"] for s in body["steps"]] == [10, 11, 12]
-    assert [s["intent"] for s in body["steps"]] == ["ELEMENT_ACTIVATED", "CREATED", "COMPLETED"]
+    assert [s["lsn"] for s in body["steps"]] == [10, 11, 12]
+    assert [s["elementId"] for s in body["steps"]] == ["phee-payer-transfer", "start", "settle"]
     assert [(v["name"], v["value"]) for v in body["variables"]] == [
         ("amount", {"amount": "10", "currency": "TZS"}),
         ("status", "A"),
@@ -743,9 +749,8 @@ def test_transaction_detail_shows_both_sides(api: Site) -> None:
     [
         ("/api/v1/transfers/engine-a/999", 404, "3200"),
         ("/api/v1/transactions/tx-none", 404, "3207"),
-        ("/api/v1/transfers/engine-a/not-a-number", 400, "3101"),
-        ("/api/v1/transfers/engine-a/-1", 400, "3100"),
-        ("/api/v1/transfers/engine-a/99999999999999999999", 400, "3100"),
+        ("/api/v1/transfers/engine-a/not-an-instance", 404, "3200"),
+        ("/api/v1/transfers/engine-a/" + "x" * 65, 400, "3101"),
         ("/api/v1/transfers/engine%20a/101", 400, "3101"),
         ("/api/v1/nothing-here", 404, "3002"),
     ],

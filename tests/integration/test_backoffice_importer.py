@@ -1,213 +1,258 @@
-"""The importer against real Kafka: dead letters, new engines without a restart, the lag metric.
+"""The importer against the real chain: Operaton (PostgreSQL, logical WAL) -> Debezium on Kafka
+Connect -> Kafka -> importer -> SQLite, MariaDB or PostgreSQL.
 
-Records are the captured export of two real payer payments (Zeebe 8.5.8), produced to fresh
-topics as the exporter would (same key and value); the engines' own runs are in tests/e2e.
+One engine runs three real payments once (tests/support/cdc_payments.py: a payer payment
+committed, one aborted after a resolved incident, a payee instance still running); every test
+imports that engine's history topics into a fresh database with a fresh consumer group and
+checks it landed exactly once: after a clean run, after `kill -9` of the importer mid-import and
+a restart, and with a second importer joining the group (a rebalance) mid-import.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
+import os
+import signal
+import subprocess
+import sys
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from sqlalchemy import func, select
 
-from backoffice import schema
+from backoffice import audit, schema
 from backoffice.db import Database
 from backoffice.importer import Importer
-from backoffice.outcome import Step
 from backoffice.settings import BackofficeSettings
 from harness.components import Running
-from phee.contract import EngineInfo, EngineRegistry
-from phee.kafka import Message, Producer, TopicPartition
-from tests.support.backoffice import count, read_topic, run_importer_until, transfers
+from harness.components.base import free_port
+from phee.kafka import Message, Producer
+from tests.support import poll
+from tests.support.backoffice import (
+    count,
+    fresh_database_url,
+    read_topic,
+    run_importer_until,
+    transfers,
+)
+from tests.support.cdc_payments import CdcSite, cdc_site, connect_engine, run_payments
 
-CAPTURE = Path(__file__).parents[1] / "resources" / "zeebe-payer-records.jsonl"
-BAD = [
-    b"this is not json",
-    b'{"partitionId":1,"position":9000001,"key":1,"timestamp":1,"recordType":"EVENT",'
-    b'"valueType":"QUANTUM_ENTANGLEMENT","intent":"CREATED","value":{}}',
-    b'{"partitionId":1,"position":"soon"}',
-]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = Producer(bootstrap)
-    await producer.start()
-    try:
-        # one Zeebe partition -> one Kafka partition, in order, as the exporter does
-        messages = [
-            Message(value, key=json.dumps({"position": i}).encode(), partition=0)
-            for i, value in enumerate(values)
-        ]
-        await producer.send(topic, messages)
-    finally:
-        await producer.stop()
+#: rows the three payments leave in the tenant tables (as in the unit tests' capture)
+STEPS, VARIABLES, INCIDENTS = 77, 86, 3
+EXPECTED = {"COMMITTED", "ABORTED", "IN_PROGRESS"}
+AUDIT_KEY = "audit-key-for-tests"
 
 
-class StepCounter:
-    """Counts each step the importer reports, and the threads it ran on."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[Step] = Counter()
-        self.threads: dict[Step, set[str]] = {}
-
-    @contextmanager
-    def step(self, name: Step) -> Iterator[None]:
-        yield
-        self.counts[name] += 1
-        self.threads.setdefault(name, set()).add(threading.current_thread().name)
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, kafka: Running) -> Iterator[tuple[CdcSite, str]]:
+    """One engine with CDC registered, its three payments done; (site, engine name)."""
+    name = f"bo-{uuid.uuid4().hex[:6]}"
+    with cdc_site(tmp_path_factory.mktemp("bo-cdc"), kafka) as s:
+        connect_engine(s.connect, name, s.engine)
+        expected = asyncio.run(run_payments(s.engine.rest_urls[0]))
+        assert sorted(expected.values()) == sorted(EXPECTED)
+        yield s, name
 
 
-def captured() -> list[bytes]:
-    return [line.encode() for line in CAPTURE.read_text().splitlines()]
-
-
-def settings_for(kafka: Running, tmp_path: Path, prefix: str, **extra: Any) -> BackofficeSettings:
+def settings_for(bootstrap: str, url: str, engine: str, **extra: Any) -> BackofficeSettings:
+    tag = uuid.uuid4().hex[:6]
     return BackofficeSettings(
-        database_url=f"sqlite:///{tmp_path / 'bo.db'}",
-        kafka_bootstrap=kafka.endpoint("bootstrap"),
-        topic_prefix=prefix,
-        group_id=f"g-{prefix}",
-        dead_letter_topic=f"{prefix}dead",
+        database_url=url,
+        kafka_bootstrap=bootstrap,
+        engines=[engine],
+        group_id=f"g-{tag}",
+        dead_letter_topic=f"dlq-{tag}",
         tenants=["default"],
         metadata_max_age_ms=1000,
-        audit_key=SecretStr("audit-key-for-tests"),
+        audit_key=SecretStr(AUDIT_KEY),
         **extra,
     )
 
 
-def test_bad_records_go_to_the_dead_letter_topic_and_the_import_goes_on(
-    kafka: Running, tmp_path: Path
-) -> None:
-    prefix = f"bo{uuid.uuid4().hex[:6]}-"
-    good = captured()
-    values = good[:100] + BAD + good[100:]
-    bootstrap = kafka.endpoint("bootstrap")
-    asyncio.run(produce(bootstrap, f"{prefix}east", values))
-    settings = settings_for(kafka, tmp_path, prefix, engines=["east"])
-    db = Database(settings.database_url)
-    before = REGISTRY.get_sample_value(
-        "phee_backoffice_records_total", {"engine": "east", "outcome": "dead_letter"}
+def complete(db: Database) -> bool:
+    """Every row of the three payments is in, and each payment has its final word."""
+    return (
+        count(db, "default", schema.steps) >= STEPS
+        and count(db, "default", schema.variables) >= VARIABLES
+        and count(db, "default", schema.incidents) >= INCIDENTS
+        and {r["status"] for r in transfers(db, "default")} == EXPECTED
     )
 
-    def done(_: Importer) -> bool:
-        return (
-            count(db, "default", schema.steps) == 146
-            and count(db, "default", schema.variables) == 44
+
+def assert_exactly_once(db: Database) -> None:
+    assert count(db, "default", schema.steps) == STEPS
+    assert count(db, "default", schema.variables) == VARIABLES
+    assert count(db, "default", schema.incidents) == INCIDENTS
+    rows = transfers(db, "default")
+    assert sorted(r["status"] for r in rows) == sorted(EXPECTED)
+    assert audit.verify(db, "default", AUDIT_KEY.encode()) == []
+    with db.begin() as conn:
+        t = db.tenant(conn, "default")
+        entries = t.execute(select(func.count()).select_from(schema.audit_log)).scalar_one()
+        sources = t.execute(
+            select(func.count(func.distinct(schema.audit_log.c.source)))
+        ).scalar_one()
+        pending = conn.execute(select(func.count()).select_from(schema.pending_records)).scalar()
+    assert entries == sources > 0
+    assert pending == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgresql"])
+def test_real_payments_are_imported_exactly_once(
+    site: tuple[CdcSite, str], kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    s, engine = site
+    settings = settings_for(
+        s.kafka.endpoint("bootstrap"), fresh_database_url(request, kind, tmp_path), engine
+    )
+    db = Database(settings.database_url)
+    importer = asyncio.run(run_importer_until(settings, lambda _: complete(db), deadline_s=120))
+    assert_exactly_once(db)
+    # offsets were committed (after the writes): a second run of the group reads nothing new
+    assert importer.committed
+    again = asyncio.run(
+        run_importer_until(settings, lambda i: bool(i.batches) or _idle(i), deadline_s=30)
+    )
+    assert again.batches == 0
+    assert_exactly_once(db)
+
+
+def _idle(importer: Importer) -> bool:
+    lag = [
+        REGISTRY.get_sample_value(
+            "phee_backoffice_lag_records", {"topic": tp.topic, "partition": str(tp.partition)}
+        )
+        for tp in (importer._consumer.assignment() if importer._consumer else set())
+    ]
+    return bool(lag) and all(v == 0 for v in lag)
+
+
+def test_kill_9_mid_import_then_restart_imports_nothing_twice(
+    site: tuple[CdcSite, str], tmp_path: Path
+) -> None:
+    s, engine = site
+    settings = settings_for(
+        s.kafka.endpoint("bootstrap"), f"sqlite:///{tmp_path / 'bo.db'}", engine, batch_max=3
+    )
+    db = Database(settings.database_url)
+    db.migrate_control()
+    db.provision("default")
+    env = {
+        **os.environ,
+        **{f"PHEE_BACKOFFICE_{k.upper()}": v for k, v in _env(settings).items()},
+        "PHEE_PORT": str(free_port()),
+    }
+    log = (tmp_path / "importer.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backoffice", "importer"], env=env, stdout=log, stderr=log
+    )
+    try:
+        poll(
+            lambda: count(db, "default", schema.variables) > 10,
+            what="the importer to be half way",
+            deadline_s=120,
+        )
+        os.kill(proc.pid, signal.SIGKILL)  # mid-import: no clean shutdown, offsets behind
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    partial = count(db, "default", schema.variables)
+    assert partial < VARIABLES, "the kill came too late to test anything"
+    asyncio.run(run_importer_until(settings, lambda _: complete(db), deadline_s=180))
+    assert_exactly_once(db)
+
+
+def _env(settings: BackofficeSettings) -> dict[str, str]:
+    return {
+        "database_url": settings.database_url,
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "engines": f'["{settings.engines[0]}"]',
+        "group_id": settings.group_id,
+        "dead_letter_topic": settings.dead_letter_topic,
+        "tenants": '["default"]',
+        "batch_max": str(settings.batch_max),
+        "audit_key": AUDIT_KEY,
+        "poll_ms": "100",
+    }
+
+
+def test_a_second_importer_joining_the_group_keeps_the_import_exact(
+    site: tuple[CdcSite, str], tmp_path: Path
+) -> None:
+    s, engine = site
+    settings = settings_for(
+        s.kafka.endpoint("bootstrap"), f"sqlite:///{tmp_path / 'bo.db'}", engine, batch_max=2
+    )
+    db = Database(settings.database_url)
+    db.migrate_control()
+    db.provision("default")
+
+    async def both() -> list[Importer]:
+        first = asyncio.create_task(
+            run_importer_until(settings, lambda _: complete(db), deadline_s=240, client_id="one")
         )
 
-    steps = StepCounter()
-    importer = asyncio.run(run_importer_until(settings, done, deadline_s=60, observer=steps))
-    rows = transfers(db, "default")
-    assert sorted(r["status"] for r in rows) == ["COMMITTED", "COMMITTED"]
-    # committed only after the write, up to the last record; every batch went through each step
-    assert importer.committed == {TopicPartition(f"{prefix}east", 0): len(values)}
-    batches = steps.counts[Step.COMMIT]
-    assert batches == importer.batches >= 1
-    for step in (Step.DECODE, Step.APPLY, Step.TRANSACTION, Step.CLAIM, Step.WRITE):
-        assert steps.counts[step] == batches, step
-    assert steps.counts[Step.LAG] >= batches
-    assert steps.threads[Step.TRANSACTION].isdisjoint(steps.threads[Step.DECODE])
-    dead = asyncio.run(read_topic(bootstrap, settings.dead_letter_topic))
-    by_source = {dict(m.headers)["source"].decode(): m for m in dead}
-    assert sorted(by_source) == [f"{prefix}east/0/{100 + i}" for i in range(3)]
-    ordered = [by_source[f"{prefix}east/0/{100 + i}"] for i in range(3)]
-    assert [m.value for m in ordered] == BAD
-    reasons = [dict(m.headers)["reason"].decode() for m in ordered]
-    assert reasons == ["malformed", "unknown-value-type", "malformed"]
+        # the second joins once the first has begun writing
+        await asyncio.to_thread(
+            poll,
+            lambda: count(db, "default", schema.variables) > 0,
+            what="the first importer to begin",
+            deadline_s=120,
+        )
+        second = await run_importer_until(
+            settings, lambda _: complete(db), deadline_s=240, client_id="two"
+        )
+        return [await first, second]
+
+    importers = asyncio.run(both())
+    assert all(i.batches >= 1 for i in importers[1:]) or importers[0].batches >= 1
+    assert_exactly_once(db)
+
+
+def test_bad_records_go_to_the_dead_letter_topic_with_headers(
+    kafka: Running, tmp_path: Path
+) -> None:
+    engine = f"bad-{uuid.uuid4().hex[:6]}"
+    topic = f"{engine}.public.act_hi_varinst"
+    bootstrap = kafka.endpoint("bootstrap")
+    bad = [b"this is not json", b'{"op":"x"}', b'{"op":"c","source":{}}']
+
+    async def produce() -> None:
+        producer = Producer(bootstrap)
+        await producer.start()
+        try:
+            await producer.send(topic, [Message(v, key=b'{"id_":"1"}', partition=0) for v in bad])
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    settings = settings_for(bootstrap, f"sqlite:///{tmp_path / 'bo.db'}", engine)
+    before = REGISTRY.get_sample_value(
+        "phee_backoffice_records_total", {"engine": engine, "outcome": "dead_letter"}
+    )
+    importer = asyncio.run(run_importer_until(settings, lambda i: bool(i.committed), deadline_s=60))
+    assert sum(importer.committed.values()) == len(bad)
+    # the broker made the dead-letter topic with its default partitions: order by source
+    dead = sorted(
+        asyncio.run(read_topic(bootstrap, settings.dead_letter_topic)),
+        key=lambda m: dict(m.headers)["source"],
+    )
+    assert [m.value for m in dead] == bad
+    headers = [dict(m.headers) for m in dead]
+    assert [h["reason"].decode() for h in headers] == ["malformed", "unknown-op", "wrong-topic"]
+    assert {h["engine"].decode() for h in headers} == {engine}
+    assert [h["source"].decode() for h in headers] == [f"{topic}/0/{i}" for i in range(3)]
+    assert all(h["detail"] for h in headers)
     after = REGISTRY.get_sample_value(
-        "phee_backoffice_records_total", {"engine": "east", "outcome": "dead_letter"}
+        "phee_backoffice_records_total", {"engine": engine, "outcome": "dead_letter"}
     )
     assert (after or 0) - (before or 0) == 3
-
-
-def test_a_new_engine_is_imported_without_a_restart_and_lag_drains_to_zero(
-    kafka: Running, tmp_path: Path
-) -> None:
-    prefix = f"bo{uuid.uuid4().hex[:6]}-"
-    bootstrap = kafka.endpoint("bootstrap")
-    asyncio.run(produce(bootstrap, f"{prefix}east", captured()))
-    # no engines configured: every topic with the prefix, found at the next metadata refresh
-    settings = settings_for(kafka, tmp_path, prefix, batch_max=5)
-    db = Database(settings.database_url)
-    lags: list[float] = []
-    west_sent: list[bool] = []
-
-    class LagWatcher(Importer):
-        """Reads the gauge each time the loop sets it (after every batch and idle poll)."""
-
-        async def _measure_lag(self) -> None:
-            await super()._measure_lag()
-            lag = REGISTRY.get_sample_value(
-                "phee_backoffice_lag_records", {"topic": f"{prefix}east", "partition": "0"}
-            )
-            if lag is not None:
-                lags.append(lag)
-
-    def done(importer: Importer) -> bool:
-        if not west_sent and count(db, "default", schema.steps) == 146:
-            asyncio.run(produce(bootstrap, f"{prefix}west", captured()))  # a new engine appears
-            west_sent.append(True)
-        engines = {r["engine"] for r in transfers(db, "default")}
-        return engines == {"east", "west"} and count(db, "default", schema.steps) == 2 * 146
-
-    asyncio.run(
-        run_importer_until(
-            settings, done, deadline_s=90, interval_s=0.05, importer_class=LagWatcher
-        )
-    )
-    rows = transfers(db, "default")
-    assert sorted((r["engine"], r["status"]) for r in rows) == [
-        ("east", "COMMITTED"),
-        ("east", "COMMITTED"),
-        ("west", "COMMITTED"),
-        ("west", "COMMITTED"),
-    ]
-    assert max(lags) > 0, "the lag gauge never showed the backlog"
-    assert lags[-1] == 0
-
-
-def test_engines_added_to_the_router_registry_are_imported_without_a_restart(
-    kafka: Running, tmp_path: Path
-) -> None:
-    prefix = f"bo{uuid.uuid4().hex[:6]}-"
-    bootstrap = kafka.endpoint("bootstrap")
-    for engine in ("east", "west"):
-        asyncio.run(produce(bootstrap, f"{prefix}{engine}", captured()))
-    registry = tmp_path / "engines.json"
-
-    def write_registry(names: list[str]) -> None:
-        reg = EngineRegistry(
-            engines=[
-                EngineInfo(name=n, slot=i, engine_url=f"http://127.0.0.1:{26500 + i}/engine-rest")
-                for i, n in enumerate(names)
-            ]
-        )
-        registry.write_text(reg.model_dump_json())
-
-    write_registry(["east"])
-    settings = settings_for(
-        kafka, tmp_path, prefix, registry_file=str(registry), registry_poll_s=0.5
-    )
-    db = Database(settings.database_url)
-    seen: list[set[str]] = []
-
-    def done(_: Importer) -> bool:
-        engines = {r["engine"] for r in transfers(db, "default")}
-        seen.append(engines)
-        if engines == {"east"} and count(db, "default", schema.steps) == 146:
-            write_registry(["east", "west"])  # the operator registers a new engine
-        return engines == {"east", "west"} and count(db, "default", schema.steps) == 2 * 146
-
-    asyncio.run(run_importer_until(settings, done, deadline_s=90, interval_s=0.2))
-    # west's topic existed from the start, but was imported only once it was registered
-    assert {"east"} in seen
-    assert len(transfers(db, "default")) == 4

@@ -15,7 +15,7 @@ from backoffice.db import Database
 def test_migrated_control_and_tenant_schemas_match_the_table_definitions(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'main.db'}")
     db.migrate_control()
-    assert db.provision("acme") == "t0001"
+    assert db.provision("acme") == "t0002"
     db.close()
     checks: list[tuple[Path, MetaData, str | None]] = [
         # control tables are declared in a placeholder schema: attach the file under that name

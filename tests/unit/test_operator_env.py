@@ -131,7 +131,7 @@ def test_the_settings_classes_declare_their_secrets() -> None:
         secret_fields = {
             name for name, field in cls.model_fields.items() if "SecretStr" in str(field.annotation)
         }
-        optional = getattr(cls, "optional_secrets", frozenset())
+        optional: frozenset[str] = getattr(cls, "optional_secrets", frozenset())
         assert secret_fields == set(cls.dev_secrets) | optional, cls.__name__
 
 
