@@ -114,6 +114,9 @@ def ttk_site(
             switch_url=ttk.endpoint("switch"),
             extra_engine_env={
                 "PHEE_ENGINE_ILP_SECRET": TTK_ILP_SECRET,
+                # The Testing Toolkit as a switch sends no PATCH /transfers and its collections
+                # expect the payee's answer to be COMMITTED: a scheme without commit notices.
+                "PHEE_ENGINE_RESERVE_FIRST": "false",
                 # Short expiry so the missing-callback path ends within a test's time.
                 "PHEE_ENGINE_TRANSFER_EXPIRY_S": "4",
                 "PHEE_ENGINE_EXPIRY_GRACE_S": "2",
