@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from harness.components import Running
+from harness.components.operaton import RunningEngine
 from harness.services import start_service, stop_service
 from phee import contract
 
@@ -105,11 +106,13 @@ def test_with_the_development_mode_the_router_and_back_office_start(tmp_path: Pa
             stop_service(run)
 
 
-def test_with_the_development_mode_the_workers_start(tmp_path: Path, zeebe: Running) -> None:
+def test_with_the_development_mode_the_workers_start(
+    tmp_path: Path, engine_a: RunningEngine
+) -> None:
     env = {
         **_settings_env(tmp_path),
         "PHEE_DEV_MODE": "true",
-        "PHEE_ENGINE_GATEWAY": zeebe.endpoint("gateway"),
+        "PHEE_ENGINE_ENGINE_URL": engine_a.rest_urls[0],
     }
     workers = start_service("workers-dev", "engine_workers", tmp_path / "w", env=env)
     try:
