@@ -236,7 +236,7 @@ def _transfer(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _json(text: str) -> Any:
-    """A variable's value: Zeebe writes JSON; anything else is returned as the text it is."""
+    """A variable's value: JSON documents parsed, anything else as the text it is."""
     try:
         return json.loads(text)
     except ValueError:

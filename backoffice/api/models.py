@@ -1,7 +1,7 @@
 """The operations API's pydantic models: the answers it gives and the query parameters it takes.
 
-Answers use camelCase on the wire (`processInstanceKey`), and Zeebe keys are decimal strings
-(int64 exceeds JavaScript's safe integers); each model's `of` maps a `queries` row into it.
+Answers use camelCase on the wire (`processInstanceKey`: the engine's instance id, a string);
+each model's `of` maps a `queries` row into it.
 Query parameters are validated here, cursors included, so a bad one is a 400 before any SQL runs.
 """
 

@@ -61,7 +61,6 @@ def registry(views: list[EngineView]) -> contract.EngineRegistry:
             contract.EngineInfo(
                 name=v.engine.meta.name,
                 slot=v.engine.spec.slot,
-                # the engine's REST API (the contract's field still has its Zeebe-era name)
                 engine_url=engine_url(v.engine),
                 channel_url=(
                     f"http://{v.engine.meta.name}-channel.{v.engine.meta.namespace}.svc:"

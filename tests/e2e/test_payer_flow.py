@@ -1,4 +1,4 @@
-"""Payer payments end to end: channel -> Zeebe -> router -> switch double -> AMS ledger.
+"""Payer payments end to end: channel -> Operaton -> router -> switch double -> AMS ledger.
 
 Every payment must end in a final state with a reason; money moves once or not at all.
 """

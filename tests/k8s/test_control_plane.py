@@ -124,7 +124,7 @@ def test_ondelete_parallel_statefulset(kc: Kubectl, namespace: str) -> None:
             "selector": {"matchLabels": {"app": "engine"}},
             "template": {
                 "metadata": {"labels": {"app": "engine"}},
-                "spec": {"containers": [{"name": "zeebe", "image": "registry.invalid/zeebe:1"}]},
+                "spec": {"containers": [{"name": "engine", "image": "registry.invalid/engine:1"}]},
             },
         },
     }

@@ -31,9 +31,7 @@ SETTINGS_BY_COMMAND: dict[str, type[ComponentSettings]] = {
 }
 #: settings every service reads besides its own
 SHARED: tuple[type[BaseSettings], ...] = (ServiceSettings, FspiopSchemaSettings)
-#: variables the operator already sets for settings being added elsewhere (engine_workers moves
-#: from Zeebe to Operaton: EngineSettings.engine_url and .store_password). Once a name is a
-#: real setting it is checked like any other; the integrator empties this set.
+#: variables the operator sets ahead of the settings they are for (empty: every one is a setting)
 PENDING_SETTINGS: dict[str, set[str]] = {}
 #: secrets that come from the engine's own database Secret (<engine>-db), not the hub's
 ENGINE_DB_SECRETS = {"PHEE_ENGINE_STORE_PASSWORD": "password"}

@@ -1,8 +1,9 @@
 """Inbound FSPIOP validation of the callback router, in process, table-driven.
 
 The app is the real one (real SQLite outbox and routing tables, real schemas, real JWS keys)
-with a delivery that records instead of calling Zeebe; tests/integration/test_router_delivery.py
-proves the real Zeebe delivery. Every refusal must also leave no trace: nothing published,
+with a delivery that records instead of calling the engine;
+tests/integration/test_router_delivery.py proves the real engine delivery. Every refusal must
+also leave no trace: nothing published,
 no instance started, no row written.
 """
 
