@@ -59,9 +59,9 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     assert "back office (operations API): 20 COMMITTED" in out, out
     assert "site stopped" in out
     pids = [int(p) for p in re.findall(r" pid (\d+) ", out)]
-    # kafka, two engines, opensearch, prometheus, ams, switch, router, two engines' workers,
-    # the back office's importer and operations API
-    assert len(pids) == 12
+    # kafka, two engines, kafka-connect, opensearch, prometheus, ams, switch, router, two
+    # engines' workers, the back office's importer and operations API
+    assert len(pids) == 13
     # each part said when it was ready, so a start shows its progress
-    assert len(re.findall(r"^  ready: ", out, re.MULTILINE)) == 12, out
+    assert len(re.findall(r"^  ready: ", out, re.MULTILINE)) == 13, out
     assert [p for p in pids if pid_alive(p)] == []
