@@ -1,10 +1,12 @@
-"""The back office against two real engines: real Zeebe brokers (separate topics), real Kafka,
-real OpenSearch, payments through the whole stack, imported into SQLite, MariaDB and
+"""The back office against two real engines: two Operaton engines (each over its own
+PostgreSQL) whose history Debezium streams through one Kafka Connect worker into the session's
+Kafka, real OpenSearch, payments through the whole stack, imported into SQLite, MariaDB and
 PostgreSQL; then the importer killed, joined by a second one, and stopped during 500 payments.
 
-What the back office must hold is computed from the engines' topics themselves (every event of
-a process instance, filed under the tenant its payment names) and from what the channel API told
-the client, never from the importer's own counters.
+What the back office must hold is computed from the engines' history topics themselves (every
+change event of a process instance, once per CDC position, filed under the tenant its `tenant`
+variable names, counted as decision 0018 and backoffice/mapping.py document) and from what the
+channel API told the client, never from the importer's own counters.
 """
 
 from __future__ import annotations
@@ -32,11 +34,22 @@ from backoffice.search import Search
 from backoffice.settings import BackofficeSettings
 from harness import stack
 from harness.components import Running, get
+from harness.components.operaton import RunningEngine, start_engine
 from harness.services import start_service, stop_service
 from harness.stack import PaymentStack
-from tests.conftest import start_component
+from phee import cdc, contract
+from phee.kafka import Record
+from tests.conftest import STARTED, start_component
 from tests.support import poll
-from tests.support.backoffice import fresh_database_url, read_topic, run_importer_until
+from tests.support.backoffice import (
+    fresh_database_url,
+    history_topics,
+    read_topics,
+    run_importer_until,
+)
+from tests.support.cdc_payments import connect_engine
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 ENGINES = ("bo-east", "bo-west")
 TENANTS = ("acme", "globex")
@@ -50,32 +63,55 @@ class Sent:
     tenant: str
     transaction_id: str
     status: str
+    reason: str
     amount: str
     payer: str
     payee: str
 
 
 @pytest.fixture(scope="module")
-def bo_engines(
-    tmp_path_factory: pytest.TempPathFactory, kafka: Running
-) -> Iterator[dict[str, Running]]:
-    """Two engines of their own, so their topics hold only this module's payments."""
+def bo_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningEngine]]:
+    """Two engines of their own (each its own PostgreSQL), so their history topics hold only
+    this module's payments."""
     workdir = tmp_path_factory.mktemp("bo-engines")
-    runs: dict[str, Running] = {}
+    runs: dict[str, RunningEngine] = {}
     try:
         for name in ENGINES:
-            runs[name] = start_component(
-                "zeebe", workdir, engine=name, kafka_bootstrap=kafka.endpoint("bootstrap")
-            )
+            runs[name] = start_engine(workdir, name)
+            STARTED.append(runs[name].running())
         yield runs
     finally:
-        for run in runs.values():
-            get("zeebe").stop(run)
+        for engine in runs.values():
+            engine.stop()
+
+
+@pytest.fixture(scope="module")
+def bo_connect(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka: Running,
+    bo_engines: dict[str, RunningEngine],
+) -> Iterator[Running]:
+    """One Connect worker over the session's Kafka, with each engine's Debezium connector
+    registered and running (stopped before the engines it reads)."""
+    run = start_component(
+        "kafka-connect",
+        tmp_path_factory.mktemp("bo-connect"),
+        bootstrap=kafka.endpoint("bootstrap"),
+        group_id=f"bo-cdc-{uuid.uuid4().hex[:6]}",
+    )
+    try:
+        for name, engine in bo_engines.items():
+            connect_engine(run, name, engine)
+        yield run
+    finally:
+        get("kafka-connect").stop(run)
 
 
 @pytest.fixture(scope="module")
 def bo_stack(
-    tmp_path_factory: pytest.TempPathFactory, bo_engines: dict[str, Running]
+    tmp_path_factory: pytest.TempPathFactory,
+    bo_engines: dict[str, RunningEngine],
+    bo_connect: Running,
 ) -> Iterator[PaymentStack]:
     running = stack.start(tmp_path_factory.mktemp("bo-stack"), bo_engines, payers=20, payees=20)
     try:
@@ -86,7 +122,8 @@ def bo_stack(
 
 def send_payments(payments: PaymentStack, count: int, *, failing_every: int = 0) -> list[Sent]:
     """Payments round robin over engines and tenants; every `failing_every`-th goes to a payee
-    the switch does not know (it ends ABORTED). Returns each with its final status."""
+    the switch does not know (it ends ABORTED). Returns each with its final status and reason,
+    as the channel API told them."""
     clients = {e: httpx.Client(base_url=payments.channel(e), timeout=10) for e in ENGINES}
     pending: list[tuple[str, str, str, str, str, str]] = []
     try:
@@ -105,8 +142,19 @@ def send_payments(payments: PaymentStack, count: int, *, failing_every: int = 0)
             pending.append((engine, tenant, resp.json()["transactionId"], amount, payer, payee))
         sent = []
         for engine, tenant, tx, amount, payer, payee in pending:
-            final = stack.wait_final(clients[engine], tx, 120, tenant=tenant)
-            sent.append(Sent(engine, tenant, tx, final["status"], amount, payer, payee))
+            final = stack.wait_final(clients[engine], tx, 180, tenant=tenant)
+            sent.append(
+                Sent(
+                    engine,
+                    tenant,
+                    tx,
+                    final["status"],
+                    final.get("reason") or "",
+                    amount,
+                    payer,
+                    payee,
+                )
+            )
         return sent
     finally:
         for client in clients.values():
@@ -131,49 +179,131 @@ class Expected:
     instances: Counter[str]
 
 
-def expected_from_topics(bootstrap: str) -> Expected:
-    values: list[tuple[str, dict[str, Any]]] = []
+#: history table -> the tenant table its changes land in (decision 0018, mapping.KINDS)
+KEPT = {
+    "act_hi_procinst": "steps",
+    "act_hi_actinst": "steps",
+    "act_hi_varinst": "variables",
+    "act_hi_incident": "incidents",
+}
+
+
+#: the processes that are payments (one transfers row each): the payer and payee flows
+PAYMENT_PROCESSES = frozenset({contract.PAYER_TRANSFER, contract.PAYEE_QUOTE_TRANSFER})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change event of an engine's history, as the topic holds it."""
+
+    engine: str
+    table: str
+    op: str
+    row: dict[str, Any]
+
+    @property
+    def instance(self) -> str | None:
+        pid = self.row.get("proc_inst_id_")
+        return pid if isinstance(pid, str) and pid else None
+
+
+def changes_on_topics(bootstrap: str) -> list[Change]:
+    """Every change event on the engines' `<engine>.public.act_hi_*` topics, each CDC position
+    once (Connect delivers at least once)."""
+    seen: set[cdc.Position] = set()
+    found: list[Change] = []
     for engine in ENGINES:
-        messages = asyncio.run(read_topic(bootstrap, f"zeebe-{engine}"))
-        values.extend((engine, orjson.loads(m.value)) for m in messages if m.value is not None)
-    tenant_of: dict[tuple[str, int], str] = {}
-    for engine, rec in values:
-        v = rec["value"]
+        topics = asyncio.run(history_topics(bootstrap, engine))
+        assert cdc.topic_for(engine, "act_hi_procinst") in topics, topics
+        records: list[Record] = asyncio.run(read_topics(bootstrap, topics))
+        for m in records:
+            if m.value is None:
+                continue
+            value = orjson.loads(m.value)
+            pos = cdc.position(value, orjson.loads(m.key) if m.key else None)
+            assert pos.engine == engine
+            if pos in seen:
+                continue
+            seen.add(pos)
+            row = value["before"] if value["op"] == "d" else value["after"]
+            found.append(Change(engine, pos.table, value["op"], row))
+    return found
+
+
+def _audited(c: Change) -> bool:
+    """Whether a kept change is an audit entry: payment started or ended, an activity ended
+    (completed or cancelled), an incident opened or resolved; the `removal_time_` stamps
+    Operaton puts on every row of an ended instance are not."""
+    if c.op == "u" and c.row.get("removal_time_") is not None:
+        return False
+    ended = c.row.get("end_time_") is not None
+    if c.table == "act_hi_procinst":
+        return ended or c.op in ("c", "r")
+    if c.table == "act_hi_actinst":
+        return ended
+    return c.table == "act_hi_incident"
+
+
+def expectation(changes: list[Change]) -> Expected:
+    tenant_of: dict[tuple[str, str], str] = {}
+    for c in changes:
+        r = c.row
         if (
-            rec["recordType"] == "EVENT"
-            and rec["valueType"] == "VARIABLE"
-            and v["name"] == "tenant"
-            and v["scopeKey"] == v["processInstanceKey"]
+            c.table == "act_hi_varinst"
+            and c.op != "d"
+            and r.get("name_") == "tenant"
+            and r.get("var_type_") == "string"
+            and r.get("state_") != "DELETED"
+            and c.instance is not None
+            and r.get("execution_id_") == c.instance
+            and r.get("text_")
         ):
-            tenant_of[(engine, v["processInstanceKey"])] = orjson.loads(v["value"])
+            tenant_of.setdefault((c.engine, c.instance), r["text_"])
     exp = Expected(Counter(), Counter(), Counter(), Counter(), Counter())
-    for engine, rec in values:
-        v = rec["value"]
-        pik = v.get("processInstanceKey", -1)
-        if rec["recordType"] != "EVENT" or not isinstance(pik, int) or pik <= 0:
-            continue
-        tenant = tenant_of[(engine, pik)]
-        kind, intent = rec["valueType"], rec["intent"]
-        is_process = v.get("bpmnElementType") == "PROCESS" and rec["key"] == pik
-        if kind in ("PROCESS_INSTANCE", "JOB"):
-            exp.steps[tenant] += 1
-        elif kind == "VARIABLE":
-            exp.variables[tenant] += 1
-        elif kind == "INCIDENT":
-            exp.incidents[tenant] += 1
-        if (
-            (kind == "PROCESS_INSTANCE" and intent in ("ELEMENT_COMPLETED", "ELEMENT_TERMINATED"))
-            or (kind == "PROCESS_INSTANCE" and is_process and intent == "ELEMENT_ACTIVATED")
-            or (
-                kind == "JOB"
-                and intent in ("FAILED", "ERROR_THROWN", "RETRIES_UPDATED", "TIMED_OUT")
-            )
-            or kind == "INCIDENT"
-        ):
+    payments: set[tuple[str, str, str]] = set()
+    for c in changes:
+        if c.op == "d" or c.instance is None or c.table not in KEPT:
+            continue  # history clean-up, rows of no instance, tables the back office ignores
+        tenant = tenant_of.get((c.engine, c.instance))
+        assert tenant is not None, f"{c.engine}/{c.instance} names no tenant on the topics"
+        counter: Counter[str] = getattr(exp, KEPT[c.table])
+        counter[tenant] += 1
+        if _audited(c):
             exp.audit[tenant] += 1
-        if is_process and intent == "ELEMENT_ACTIVATED":
-            exp.instances[tenant] += 1
+        if c.row.get("proc_def_key_") in PAYMENT_PROCESSES:
+            payments.add((c.engine, c.instance, tenant))
+    exp.instances.update(tenant for _, _, tenant in payments)
     return exp
+
+
+def ended_business_keys(changes: list[Change]) -> set[str]:
+    return {
+        str(c.row.get("business_key_"))
+        for c in changes
+        if c.table == "act_hi_procinst" and c.row.get("end_time_") is not None
+    }
+
+
+def expected_from_topics(bootstrap: str, sent: list[Sent]) -> Expected:
+    """The expectation once the topics are complete: every payment's end is on them, and two
+    reads some seconds apart agree (Connect writes each table's topic on its own, so one topic
+    may be a moment behind another)."""
+    last: list[Expected] = []
+
+    def settled() -> Expected | None:
+        changes = changes_on_topics(bootstrap)
+        if {s.transaction_id for s in sent} - ended_business_keys(changes):
+            last.clear()
+            return None
+        exp = expectation(changes)
+        agreed = bool(last) and last[-1] == exp
+        last[:] = [exp]
+        return exp if agreed else None
+
+    result: Expected = poll(
+        settled, what="the history topics to settle", deadline_s=180, interval_s=3
+    )
+    return result
 
 
 def held(db: Database) -> Expected:
@@ -233,11 +363,14 @@ def check_transfers(db: Database, sent: list[Sent], *, only_these: bool = True) 
         assert row["payer_dfsp"] == "phee-dfsp"
         assert row["started_at"] is not None
         assert row["completed_at"] is not None
+        assert row["transaction_id"] == s.transaction_id
+        # the reason the back office shows is the one the channel API told the client
+        assert row["reason"] == s.reason
         if s.status == "COMMITTED":
             assert row["payee_dfsp"] == "simpayee"
             assert row["reason"] == "transfer committed"
         else:
-            assert row["reason"].startswith("party lookup failed: 3204")
+            assert row["reason"].startswith("party lookup failed"), row["reason"]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgresql"])
@@ -249,7 +382,7 @@ def test_two_engines_import_exactly_into_sql_and_opensearch(
     opensearch: Running,
     first_wave: list[Sent],
 ) -> None:
-    expected = expected_from_topics(kafka.endpoint("bootstrap"))
+    expected = expected_from_topics(kafka.endpoint("bootstrap"), first_wave)
     assert expected.instances == Counter(s.tenant for s in first_wave)
     settings = settings_for(kafka, fresh_database_url(request, kind, tmp_path), opensearch)
     db = Database(settings.database_url)
@@ -289,12 +422,12 @@ def test_500_payments_while_the_importer_is_stopped_are_all_imported_once(
 ) -> None:
     settings = settings_for(kafka, fresh_database_url(request, "postgresql", tmp_path), opensearch)
     db = Database(settings.database_url)
-    before = expected_from_topics(kafka.endpoint("bootstrap"))
+    before = expected_from_topics(kafka.endpoint("bootstrap"), first_wave)
     asyncio.run(run_importer_until(settings, lambda _: held(db) == before, deadline_s=120))
     # the importer is stopped (it left the group cleanly); 500 payments run meanwhile
     second_wave = send_payments(bo_stack, 500)
     assert Counter(s.status for s in second_wave) == {"COMMITTED": 500}
-    after = expected_from_topics(kafka.endpoint("bootstrap"))
+    after = expected_from_topics(kafka.endpoint("bootstrap"), first_wave + second_wave)
     assert sum(after.instances.values()) == len(first_wave) + 500
     assert held(db) == before  # nothing imported while it was stopped
     asyncio.run(run_importer_until(settings, lambda _: held(db) == after, deadline_s=300))
@@ -338,7 +471,7 @@ def test_kill_9_in_the_middle_then_restart_leaves_no_duplicate_and_no_gap(
     kafka: Running,
     first_wave: list[Sent],
 ) -> None:
-    expected = expected_from_topics(kafka.endpoint("bootstrap"))
+    expected = expected_from_topics(kafka.endpoint("bootstrap"), first_wave)
     settings = settings_for(kafka, fresh_database_url(request, kind, tmp_path), None, batch_max=300)
     db = Database(settings.database_url)
     env = importer_env(settings)
@@ -377,7 +510,7 @@ def test_a_second_importer_joins_and_partitions_move_without_duplicate_or_gap(
     kafka: Running,
     first_wave: list[Sent],
 ) -> None:
-    expected = expected_from_topics(kafka.endpoint("bootstrap"))
+    expected = expected_from_topics(kafka.endpoint("bootstrap"), first_wave)
     total = sum(expected.steps.values())
     url = fresh_database_url(request, "postgresql", tmp_path)
     settings = settings_for(kafka, url, None, batch_max=300)

@@ -49,7 +49,9 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     assert re.search(r"payments: 20 COMMITTED, 0 ABORTED, 0 FAILED in [\d.]+ s", out), out
     assert len(re.findall(r"\n  engine-[ab] +\S+  COMMITTED", out)) == 20, out
     for engine in ("engine-a", "engine-b"):
-        assert re.search(rf"{engine}: \d+ records on Kafka topic zeebe-{engine}", out), out
+        assert re.search(
+            rf"{engine}: \d+ records on Kafka topic {engine}\.public\.act_hi_procinst", out
+        ), out
         assert f"{engine} up=1" in out
     for service in ("reference-ams", "switch-double", "callback-router", "bo-importer", "bo-api"):
         assert f"{service} up=1" in out
@@ -57,9 +59,9 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
     assert "back office (operations API): 20 COMMITTED" in out, out
     assert "site stopped" in out
     pids = [int(p) for p in re.findall(r" pid (\d+) ", out)]
-    # kafka, two engines, opensearch, prometheus, ams, switch, router, two engines' workers,
-    # the back office's importer and operations API
-    assert len(pids) == 12
+    # kafka, two engines, kafka-connect, opensearch, prometheus, ams, switch, router, two
+    # engines' workers, the back office's importer and operations API
+    assert len(pids) == 13
     # each part said when it was ready, so a start shows its progress
-    assert len(re.findall(r"^  ready: ", out, re.MULTILINE)) == 12, out
+    assert len(re.findall(r"^  ready: ", out, re.MULTILINE)) == 13, out
     assert [p for p in pids if pid_alive(p)] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from backoffice.db import Database
 from backoffice.importer import Importer
 from backoffice.outcome import StepObserver
 from backoffice.settings import BackofficeSettings
-from phee.kafka import Idle, Record, read_from_start
+from phee.kafka import Idle, Record, ToEnd, read_from_start
 from phee.sql import SqlOptions, make_engine
 from tests.support import apoll
 
@@ -87,3 +87,24 @@ async def run_importer_until(
 async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Record]:
     """Every committed message of a topic, from the start, until nothing arrives for idle_s."""
     return await read_from_start(bootstrap, topic, Idle(idle_s), max_records=10_000)
+
+
+async def history_topics(bootstrap: str, engine: str) -> list[str]:
+    """The engine's history topics (`<engine>.public.act_hi_*`) that exist now: Debezium makes
+    a table's topic with its first change, so a table that never changed has none."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        names = await consumer.topics()
+    finally:
+        await consumer.stop()
+    prefix = f"{engine}.public.act_hi_"
+    return sorted(t for t in names if t.startswith(prefix))
+
+
+async def read_topics(bootstrap: str, topics: Sequence[str]) -> list[Record]:
+    """Every committed message of the topics, from the start to their end when reading began
+    (no cap: a busy engine's history runs to tens of thousands of records)."""
+    return await read_from_start(bootstrap, topics, ToEnd(timeout_s=300))
