@@ -358,6 +358,11 @@ def _fold_variable(row: dict[str, Any], name: str, value: Any) -> None:
         _party(row, name, value.get("partyIdInfo"))
     elif name in ("payerFsp", "payeeFsp") and isinstance(value, str):
         row[f"{name[:5]}_dfsp"] = value[:32]
+    elif name == "partyCallback" and isinstance(value, dict):
+        # the payer flow names the payee's DFSP nowhere else: it is the party answer's fspId
+        fsp = ((value.get("body") or {}).get("party") or {}).get("partyIdInfo") or {}
+        if isinstance(fsp, dict) and isinstance(fsp.get("fspId"), str):
+            row["payee_dfsp"] = fsp["fspId"][:32]
     elif name in ("amount", "transferAmount") and isinstance(value, dict):
         _amount(row, value)
     elif name == "quoteRequest" and isinstance(value, dict):

@@ -34,11 +34,39 @@ from harness.components.operaton import start_engine
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its reaped children, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU time of a process, its live children and its reaped children.
+
+    PostgreSQL's backends are children of the postmaster: counting only the reaped ones
+    would miss every pooled connection that lives through the run.
+    """
+    fields = _stat(pid)
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime + cutime + cstime) / TICKS
+    total = utime + stime + cutime + cstime
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            cf = _stat(int(child.name))
+        except OSError:
+            continue
+        if int(cf[1]) == pid:
+            total += int(cf[11]) + int(cf[12])
+    return total / TICKS
+
+
+def machine_speed() -> float:
+    """CPU seconds of a fixed pure-Python loop: this shared machine's speed drifts by a third
+    from hour to hour, so every run prints it (compare runs by it, not by the clock)."""
+    t0 = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.process_time() - t0
 
 
 async def offer(channel: str, rate: float, duration: float) -> tuple[list[str], int]:
@@ -107,6 +135,14 @@ def main() -> None:
         default=300,
         help="payments sent first and not counted: the JVMs compile their hot paths meanwhile",
     )
+    parser.add_argument(
+        "--warmup-rate",
+        type=float,
+        default=None,
+        help="payments/s of the warm-up (default: three quarters of --rate, at most 15): the "
+        "warm-up warms the JIT; a warm-up at or past capacity would start the measured run "
+        "behind a backlog",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes on the engine")
     parser.add_argument("--nodes", type=int, default=1, help="engine nodes over its database")
     args = parser.parse_args()
@@ -129,7 +165,8 @@ def main() -> None:
                 *(node.run for node in engine.nodes if node.run is not None),
                 *payments.order,
             ]
-            warm_rate = min(15.0, args.rate)
+            warm_rate = args.warmup_rate or min(15.0, 0.75 * args.rate)
+            print(f"machine speed before: {machine_speed():.2f} s per calibration loop")
             warm, _ = asyncio.run(offer(channel, warm_rate, args.warmup / warm_rate))
             asyncio.run(outcomes(channel, warm, 180))
 
@@ -143,6 +180,7 @@ def main() -> None:
                 payments.stop()
             engine.stop()
 
+    print(f"machine speed after: {machine_speed():.2f} s per calibration loop")
     committed = [f for f in final.values() if f["status"] == "COMMITTED"]
     latencies = sorted(_ts(f["updatedAt"]) - _ts(f["createdAt"]) for f in committed)
     window = max(_ts(f["updatedAt"]) for f in committed) - t0 if committed else float("nan")

@@ -62,7 +62,7 @@ def map_error(engine: str, exc: EngineError, message: Publish | None = None) -> 
     """Our view of an engine failure: retry? may it have happened? a late callback?"""
     reason = f"{exc.kind}: {exc}"
     if isinstance(exc, NoMatchingSubscription):
-        late = "late callback: no instance waits for it (ended)"
+        late = "late callback: nothing waits for it (its instance ended or moved past the wait)"
         if message is not None and _commits(message):
             late += "; a COMMITTED transfer arrived late: flagged for reconciliation"
         return DeliveryError(

@@ -15,6 +15,7 @@ import os
 import socket
 
 import uvicorn
+import uvloop
 
 from engine_workers import bpmn, channel, tasks_payee, tasks_payer
 from engine_workers.registration import Tasks
@@ -72,6 +73,7 @@ async def run(settings: EngineSettings) -> None:
         lock_ms=settings.lock_ms,
         long_poll_ms=settings.long_poll_ms,
         fetch_variables=tasks.fetch_variables(),
+        lock_ms_by_topic=tasks.lock_ms(),
     )
     working = asyncio.create_task(worker.run())
     starts = EngineStarts(engine)
@@ -93,7 +95,9 @@ async def run(settings: EngineSettings) -> None:
 
 def main() -> None:
     settings = load_settings(EngineSettings, "engine workers")
-    asyncio.run(run(settings))
+    # uvloop (as uvicorn uses for the other services): the worker is one event loop doing
+    # thousands of small HTTP calls a minute, and uvloop's transports halve their overhead.
+    uvloop.run(run(settings))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,17 @@ retried job cannot debit or credit twice.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import httpx
 
 from engine_workers.failures import Rejected, Transient
 from phee.fspiop.errors import code_of
+
+log = logging.getLogger("engine_workers.ams")
+#: the AMS's code for a transfer it holds nothing for ("Transfer ID not found")
+NOTHING_BLOCKED = "3208"
 
 
 class Ams(Protocol):
@@ -85,7 +90,15 @@ class ReferenceAms:
         await self._call("POST", f"/transfers/{transaction_id}/book")
 
     async def release(self, transaction_id: str) -> None:
-        await self._call("POST", f"/transfers/{transaction_id}/release")
+        """Release the payer's hold; a hold that was never made (3208: the payment ended before
+        its funds were blocked, for example a transfer task whose timer fired first) leaves
+        nothing to release, which is what a release asks for."""
+        try:
+            await self._call("POST", f"/transfers/{transaction_id}/release")
+        except AmsRefusal as refusal:
+            if refusal.code != NOTHING_BLOCKED:
+                raise
+            log.info("release of %s: nothing was blocked", transaction_id)
 
     async def credit(
         self, transaction_id: str, payee: dict[str, Any], amount: dict[str, Any]

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine_workers.runtime import Runtime
+from engine_workers.runtime import Runtime, iso_duration
 from engine_workers.starting import PayerStarts, Started, start_payment
 from phee.engine import EngineError
 from phee.fspiop import ids
@@ -102,7 +102,7 @@ def create_app(rt: Runtime, starts: PayerStarts, ready: Callable[[], bool]) -> F
             "partyWait": s.party_wait,
             "quoteWait": s.quote_wait,
             "statusWait": s.status_wait,
-            "transferWait": "PT60S",  # replaced when the transfer is sent
+            "transferWait": iso_duration(s.transfer_wait_s),
         }
         # The whole start is kept, so that a retry can start exactly this payment again.
         payment, created = await rt.store.create(

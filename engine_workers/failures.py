@@ -53,7 +53,6 @@ UNREACHABLE_ERRORS = {
     "fspiop-quote": "fspiop-unreachable",
     "fspiop-transfer": "fspiop-unreachable",
     "fspiop-transfer-status": "fspiop-unreachable",
-    "ams-block": "ams-unavailable",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine_workers.failures import attempts_left, outcome_of
 from phee import contract
-from phee.engine import Complete, ExternalTask, Outcome
+from phee.engine import Await, Complete, ExternalTask, Outcome
 from phee.service import payment_context
 
 
@@ -38,7 +38,9 @@ class Job:
         return self.task.process_instance_id
 
 
-TaskFn = Callable[[Job], Awaitable[dict[str, Any]]]
+#: a task's variables to complete it with, or `Await` for a task that sent a request and is
+#: ended by its answer (a message boundary event) or its timer
+TaskFn = Callable[[Job], Awaitable[dict[str, Any] | Await]]
 Handler = Callable[[ExternalTask], Awaitable[Outcome]]
 
 
@@ -57,11 +59,25 @@ class Tasks:
 
     retries: int
     _fns: dict[str, tuple[TaskFn, list[str] | None, int]] = field(default_factory=dict)
+    _locks: dict[str, int] = field(default_factory=dict)
 
     def add(
-        self, topic: str, fn: TaskFn, fetch: list[str] | None = None, retries: int | None = None
+        self,
+        topic: str,
+        fn: TaskFn,
+        fetch: list[str] | None = None,
+        retries: int | None = None,
+        *,
+        lock_ms: int | None = None,
     ) -> None:
+        """`lock_ms`: this topic's lock, when it is not the worker's (a task that awaits an
+        answer is handed out again, and its request resent, when its lock expires)."""
         self._fns[topic] = (fn, fetch, retries or self.retries)
+        if lock_ms is not None:
+            self._locks[topic] = lock_ms
+
+    def lock_ms(self) -> dict[str, int]:
+        return dict(self._locks)
 
     def topics(self) -> list[str]:
         return sorted(self._fns)
@@ -84,7 +100,7 @@ class Tasks:
                     result = await fn(job)
                 except Exception as exc:  # noqa: BLE001  # the policy: retry, BPMN error or incident
                     return outcome_of(exc, task, retries)
-                return Complete(variables=result)
+                return result if isinstance(result, Await) else Complete(variables=result)
 
         run.__name__ = getattr(fn, "__name__", topic)
         return run

@@ -53,6 +53,12 @@ class EngineSettings(ComponentSettings):
     transfer_expiry_s: int = Field(default=20, ge=1, description="expiration we set on transfers")
     expiry_grace_s: int = Field(default=10, ge=0, description="wait past expiry before asking")
     status_wait: str = Field(default="PT20S", description="wait for the GET /transfers answer")
+    resend_after_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="a GET /parties, POST /quotes or GET /transfers unanswered this long is "
+        "resent as it was (its task's lock expires and another fetch sends it again)",
+    )
     store_url: str = Field(
         default="sqlite:///./engine.db",
         description="the payment store every worker replica of this engine shares (PostgreSQL "
@@ -67,6 +73,13 @@ class EngineSettings(ComponentSettings):
     settle_retries: int = Field(
         default=12, ge=1, description="attempts to book or release (AMS outages are ridden out)"
     )
+
+    @property
+    def transfer_wait_s(self) -> int:
+        """How long the payer awaits PUT /transfers before it asks: from the transfer task's
+        creation, so 10 s more than expiry plus grace (the request is built a little later)."""
+        return self.transfer_expiry_s + self.expiry_grace_s + 10
+
     reserve_first: bool = Field(
         default=True,
         description="payee: answer RESERVED and credit only on the switch's PATCH COMMITTED; "

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Update,
     or_,
     select,
     update,
@@ -231,12 +232,13 @@ class PaymentStore:
 
         return await self._sql.run(work)
 
-    async def claim(self, transaction_id: str, instance_id: str) -> bool:
-        """Make `instance_id` the one instance that works on this payment.
+    async def claim(self, transaction_id: str, instance_id: str, status: str | None = None) -> bool:
+        """Make `instance_id` the one instance that works on this payment (and set `status`).
 
         True when it is (again) the owner; False when another instance owns it or the payment is
         already final: that instance must end without touching money.
         """
+        extra = {} if status is None else {"status": status}
         stmt = (
             update(payments)
             .where(
@@ -244,13 +246,24 @@ class PaymentStore:
                 or_(payments.c.instance_id.is_(None), payments.c.instance_id == instance_id),
                 payments.c.status.not_in(FINAL_STATES),
             )
-            .values(instance_id=instance_id, updated_at=datetime.now(UTC))
+            .values(instance_id=instance_id, updated_at=datetime.now(UTC), **extra)
         )
         done = await self._sql.run(lambda conn: conn.execute(stmt).rowcount)
         return bool(done)
 
-    async def keep_request(self, key: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        """`body` if this is the first request of `kind` for `key`, else the one kept before."""
+    async def keep_request(
+        self,
+        key: str,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        status: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """`body` if this is the first request of `kind` for `key`, else the one kept before.
+
+        `status`: (transaction id, status) set in the same transaction (one commit, not two).
+        """
+        status_stmt = None if status is None else self._status_stmt(status[0], status[1], None)
         dialect = self._engine.dialect.name
         where = (kept_requests.c.key == key) & (kept_requests.c.kind == kind)
         values = {
@@ -265,7 +278,21 @@ class PaymentStore:
             kept: dict[str, Any] = json.loads(
                 conn.execute(select(kept_requests.c.body).where(where)).scalar_one()
             )
+            if status_stmt is not None:
+                conn.execute(status_stmt)
             return kept
+
+        return await self._sql.run(work)
+
+    async def kept(self, key: str, kind: str) -> dict[str, Any] | None:
+        """The request of `kind` kept for `key`, or None."""
+        stmt = select(kept_requests.c.body).where(
+            (kept_requests.c.key == key) & (kept_requests.c.kind == kind)
+        )
+
+        def work(conn: Connection) -> dict[str, Any] | None:
+            body = conn.execute(stmt).scalar_one_or_none()
+            return None if body is None else dict(json.loads(body))
 
         return await self._sql.run(work)
 
@@ -290,8 +317,17 @@ class PaymentStore:
         )
 
     async def set_status(self, transaction_id: str, status: str, reason: str | None = None) -> None:
+        stmt = self._status_stmt(transaction_id, status, reason)
+
+        def work(conn: Connection) -> None:
+            conn.execute(stmt)
+
+        await self._sql.run(work)
+
+    @staticmethod
+    def _status_stmt(transaction_id: str, status: str, reason: str | None) -> Update:
         # A final state is never overwritten (a late duplicate job must not reopen it).
-        stmt = (
+        return (
             update(payments)
             .where(
                 payments.c.transaction_id == transaction_id,
@@ -299,11 +335,6 @@ class PaymentStore:
             )
             .values(status=status, reason=reason, updated_at=datetime.now(UTC))
         )
-
-        def work(conn: Connection) -> None:
-            conn.execute(stmt)
-
-        await self._sql.run(work)
 
 
 def _create_tables(engine: Engine, attempts: int = 3) -> None:

@@ -21,10 +21,14 @@ from engine_workers.runtime import (
     parse_iso,
 )
 from phee import contract
+from phee.engine import Await
 from phee.fspiop import ilp
 from phee.fspiop.errors import code_of
 
 log = logging.getLogger("engine_workers.payer")
+
+#: what a task that sent a request returns: its answer or its timer ends it
+AWAIT = Await()
 
 
 def _party_path(info: dict[str, Any]) -> str:
@@ -53,10 +57,10 @@ def register(tasks: Tasks, rt: Runtime) -> None:
     """Add every payer task to `tasks`."""
     s = rt.settings
 
-    async def party_lookup(job: Job) -> dict[str, Any]:
+    async def party_lookup(job: Job) -> dict[str, Any] | Await:
         v = job.variables
         # One instance per payment: a second one (an ambiguous start that was retried) ends here.
-        if not await rt.store.claim(v["transactionId"], job.instance_id):
+        if not await rt.store.claim(v["transactionId"], job.instance_id, "PARTY_LOOKUP"):
             raise GiveUp("duplicate-instance", f"payment {v['transactionId']} has another instance")
         info = v["payee"]["partyIdInfo"]
         key = contract.party_key(
@@ -65,15 +69,12 @@ def register(tasks: Tasks, rt: Runtime) -> None:
         # Register first: a callback that overtakes our own request must find its waiter.
         await rt.register_party_wait(key, v["transactionId"], expires_in_s=120)
         await rt.fspiop.send("GET", _party_path(info), destination=None)
-        await rt.store.set_status(v["transactionId"], "PARTY_LOOKUP")
-        return {}
+        return AWAIT
 
-    async def quote(job: Job) -> dict[str, Any]:
+    async def quote(job: Job) -> dict[str, Any] | Await:
         v = job.variables
         party = dig(v, "partyCallback", "body", "party") or {}
-        payee_fsp = dig(party, "partyIdInfo", "fspId")
-        if not payee_fsp:
-            raise ValueError("the party answer names no fspId")
+        payee_fsp = payee_fsp_of(v)
         payer = {"partyIdInfo": {**v["payer"]["partyIdInfo"], "fspId": s.fsp_id}}
         built: dict[str, Any] = {
             "quoteId": v["quoteId"],
@@ -90,57 +91,82 @@ def register(tasks: Tasks, rt: Runtime) -> None:
         }
         if v.get("note"):
             built["note"] = v["note"]
-        body = await rt.store.keep_request(v["quoteId"], "post-quotes", built)
+        # The status with the request: the answer may end this task (a boundary event) before
+        # it returns, and a later step's status must not be overwritten by this one.
+        body = await rt.store.keep_request(
+            v["quoteId"], "post-quotes", built, status=(v["transactionId"], "QUOTE_REQUESTED")
+        )
         await rt.fspiop.send("POST", "/quotes", body=body, destination=payee_fsp)
-        await rt.store.set_status(v["transactionId"], "QUOTE_REQUESTED")
-        return {"payeeFsp": payee_fsp}
+        return AWAIT
 
-    async def block(job: Job) -> dict[str, Any]:
-        v = job.variables
-        amount = money(dig(v, "quoteCallback", "body", "transferAmount") or v["amount"])
-        await rt.ams.block(v["transactionId"], v["payer"]["partyIdInfo"], amount)
-        await rt.store.set_status(v["transactionId"], "FUNDS_BLOCKED")
-        return {"transferAmount": amount}
+    async def transfer(job: Job) -> dict[str, Any] | Await:
+        """Block the payer's funds, then send POST /transfers (built once, resent as kept).
 
-    async def transfer(job: Job) -> dict[str, Any]:
+        A kept request means an earlier attempt blocked the funds and may have sent it, so the AMS
+        is not asked again (an AMS outage after the switch may have the transfer never ends as
+        "nothing was sent"). A task handed out again because its holder died (its lock expired,
+        no failure reported) is never resent: the holder may have sent it, and its answer or
+        the timer (then GET /transfers) ends the task. A retry after a reported failure resends
+        the kept request as it is.
+        """
         v = job.variables
-        quote_body = v["quoteCallback"]["body"]
-        built = {
-            "transferId": v["transferId"],
-            "payerFsp": s.fsp_id,
-            "payeeFsp": v["payeeFsp"],
-            "amount": v["transferAmount"],
-            "ilpPacket": quote_body["ilpPacket"],
-            "condition": quote_body["condition"],
-            "expiration": now_iso(s.transfer_expiry_s),
-        }
-        body = await rt.store.keep_request(v["transferId"], "post-transfers", built)
+        txid = v["transactionId"]
+        body = await rt.store.kept(v["transferId"], "post-transfers")
+        if body is not None and job.task.retries is None:
+            return AWAIT
+        if body is None:
+            quote_body = v["quoteCallback"]["body"]
+            amount = money(quote_body.get("transferAmount") or v["amount"])
+            try:
+                await rt.ams.block(txid, v["payer"]["partyIdInfo"], amount)
+            except Transient as err:
+                if not job.last_attempt:
+                    raise
+                # Nothing was sent: the process releases (idempotent) and ends FAILED.
+                raise GiveUp("ams-unavailable", str(err), {"lastError": str(err)}) from err
+            built = {
+                "transferId": v["transferId"],
+                "payerFsp": s.fsp_id,
+                "payeeFsp": payee_fsp_of(v),
+                "amount": amount,
+                "ilpPacket": quote_body["ilpPacket"],
+                "condition": quote_body["condition"],
+                "expiration": now_iso(s.transfer_expiry_s),
+            }
+            body = await rt.store.keep_request(
+                v["transferId"], "post-transfers", built, status=(txid, "TRANSFER_SENT")
+            )
         expiration = str(body["expiration"])
-        # After expiry plus grace the process asks GET /transfers/{id} (never guesses).
-        left = (parse_iso(expiration) - parse_iso(now_iso())).total_seconds()
-        waits = {
-            "transferExpiration": expiration,
-            "transferWait": iso_duration(left + s.expiry_grace_s),
-        }
         try:
-            await rt.fspiop.send("POST", "/transfers", body=body, destination=v["payeeFsp"])
+            await rt.fspiop.send("POST", "/transfers", body=body, destination=body["payeeFsp"])
         except Transient as err:
             if not job.last_attempt:
                 raise
-            # The switch may have it: wait for its answer or ask after expiry, as if it was sent.
-            raise GiveUp("fspiop-unreachable", str(err), {"lastError": str(err), **waits}) from err
-        await rt.store.set_status(v["transactionId"], "TRANSFER_SENT")
-        return waits
+            # The switch may have it: wait for its answer, or ask after expiry plus grace.
+            left = (parse_iso(expiration) - parse_iso(now_iso())).total_seconds()
+            waits = {
+                "lastError": str(err),
+                "transferExpiration": expiration,
+                "transferWait": iso_duration(left + s.expiry_grace_s),
+            }
+            raise GiveUp("fspiop-unreachable", str(err), waits) from err
+        return AWAIT
 
-    async def transfer_status(job: Job) -> dict[str, Any]:
+    async def transfer_status(job: Job) -> dict[str, Any] | Await:
         v = job.variables
-        await rt.fspiop.send("GET", f"/transfers/{v['transferId']}", destination=v["payeeFsp"])
         await rt.store.set_status(v["transactionId"], "TRANSFER_STATUS_REQUESTED")
-        return {}
+        await rt.fspiop.send("GET", f"/transfers/{v['transferId']}", destination=payee_fsp_of(v))
+        return AWAIT
 
     async def settle(job: Job) -> dict[str, Any]:
         """Book or release (both idempotent in the AMS), then record the final state."""
         v = job.variables
+        if not v.get("transferExpiration"):
+            # The answer overtook the transfer task's completion: the expiration is in the
+            # request kept before it was sent.
+            kept = await rt.store.kept(v["transferId"], "post-transfers")
+            if kept is not None:
+                v = {**v, "transferExpiration": kept.get("expiration")}
         outcome, reason = decide(v)
         status = {"COMMITTED": "COMMITTED", "ABORTED": "ABORTED"}.get(outcome, "FAILED")
         if outcome == "COMMITTED":
@@ -172,20 +198,29 @@ def register(tasks: Tasks, rt: Runtime) -> None:
         log.info("payment %s %s: %s", v["transactionId"], status, reason)
         return {"status": status, "reason": reason}
 
-    tasks.add("fspiop-party-lookup", party_lookup, ["payee", "transactionId"])
+    # The sending tasks await their answer (a boundary event ends them). Party lookups, quotes
+    # and status requests are resent as they were when unanswered for `resend_after_ms`; a
+    # transfer is sent by a later holder only if no request was kept (its holder died before
+    # building it), never resent: unanswered, its timer leads to GET /transfers.
+    resend = s.resend_after_ms
+    tasks.add("fspiop-party-lookup", party_lookup, ["payee", "transactionId"], lock_ms=resend)
     tasks.add(
         "fspiop-quote",
         quote,
         ["partyCallback", "payer", "quoteId", "transactionId", "amount", "note"],
+        lock_ms=resend,
     )
-    tasks.add("ams-block", block, ["quoteCallback", "amount", "transactionId", "payer"])
     tasks.add(
         "fspiop-transfer",
         transfer,
-        ["quoteCallback", "transferId", "payeeFsp", "transferAmount", "transactionId"],
+        ["quoteCallback", "partyCallback", "transferId", "amount", "transactionId", "payer"],
+        lock_ms=resend,
     )
     tasks.add(
-        "fspiop-transfer-status", transfer_status, ["transferId", "payeeFsp", "transactionId"]
+        "fspiop-transfer-status",
+        transfer_status,
+        ["transferId", "partyCallback", "transactionId"],
+        lock_ms=resend,
     )
     settle_fetch = ["transferCallback", "quoteCallback", "transferId", "transactionId"]
     tasks.add("fspiop-settle", settle, [*settle_fetch, "transferExpiration"], s.settle_retries)
@@ -203,6 +238,14 @@ def register(tasks: Tasks, rt: Runtime) -> None:
         ],
         s.settle_retries,
     )
+
+
+def payee_fsp_of(v: dict[str, Any]) -> str:
+    """The payee's FSP, from the party answer (kept on the instance by its callback)."""
+    fsp = dig(v, "partyCallback", "body", "party", "partyIdInfo", "fspId")
+    if not fsp:
+        raise ValueError("the party answer names no fspId")
+    return str(fsp)
 
 
 def decide(v: dict[str, Any]) -> tuple[str, str]:

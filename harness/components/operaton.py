@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import shlex
 import shutil
 import signal
 import tempfile
@@ -135,9 +137,11 @@ class Operaton(Component):
     def start_node(self, workdir: Path, *, jdbc_url: str, port: int, pool_size: int) -> Running:
         """One engine node (a JVM) on `port` over the database at `jdbc_url`; its log
         (`workdir/engine.log`) is appended to by a restart."""
+        extra = shlex.split(os.environ.get("PHEE_ENGINE_JVM_OPTIONS", ""))
         cmd = [
             java(),
             *JVM_OPTIONS,
+            *extra,
             "-jar",
             str(self.jar),
             f"--server.port={port}",

@@ -16,10 +16,11 @@ from phee.engine.errors import (
     OptimisticLockConflict,
     Refused,
 )
-from phee.engine.outcome import BpmnError, Complete, Failure, Outcome
+from phee.engine.outcome import Await, BpmnError, Complete, Failure, Outcome
 from phee.engine.worker import Handler, TaskWorker
 
 __all__ = [
+    "Await",
     "BpmnError",
     "Complete",
     "EngineClient",

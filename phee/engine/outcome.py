@@ -1,4 +1,5 @@
-"""What an external-task handler decides: complete, raise a BPMN error, or report a failure."""
+"""What an external-task handler decides: complete, raise a BPMN error, report a failure, or
+leave the task to the answer it awaits."""
 
 from __future__ import annotations
 
@@ -33,4 +34,15 @@ class Failure:
     details: str | None = None
 
 
-Outcome = Complete | BpmnError | Failure
+@dataclass(frozen=True)
+class Await:
+    """The task sent its request and stays locked: the answer ends it (a message boundary event
+    on the task), or a timer boundary event does. Nothing is reported. If neither comes before
+    the lock expires, the engine hands the task out again and its kept request is resent.
+
+    Completing instead would race the answer on the same execution (an optimistic-locking
+    conflict for nearly every fast answer), so a task that awaits an answer is never completed.
+    """
+
+
+Outcome = Complete | BpmnError | Failure | Await

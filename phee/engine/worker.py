@@ -32,7 +32,7 @@ from tenacity import (
 
 from phee.engine.client import EngineClient, ExternalTask, TopicRequest, lock_lost
 from phee.engine.errors import EngineError
-from phee.engine.outcome import BpmnError, Complete, Failure, Outcome
+from phee.engine.outcome import Await, BpmnError, Complete, Failure, Outcome
 
 log = logging.getLogger("phee.engine.worker")
 
@@ -56,6 +56,7 @@ class TaskWorker:
         lock_ms: int = 30_000,
         long_poll_ms: int = 20_000,
         fetch_variables: Mapping[str, list[str] | None] | None = None,
+        lock_ms_by_topic: Mapping[str, int] | None = None,
         report_attempts: int = 6,
         fetch_backoff_s: float = 1.0,
     ) -> None:
@@ -70,14 +71,28 @@ class TaskWorker:
         self.lock_ms = lock_ms
         self.long_poll_ms = long_poll_ms
         variables = fetch_variables or {}
-        self.topics = [TopicRequest(t, lock_ms, variables.get(t)) for t in self.handlers]
+        locks = lock_ms_by_topic or {}
+        self.topics = [
+            TopicRequest(t, locks.get(t, lock_ms), variables.get(t)) for t in self.handlers
+        ]
+        self._lock_of = {t.topic: t.lock_duration_ms for t in self.topics}
         self.report_attempts = max(1, report_attempts)
         self.fetch_backoff_s = fetch_backoff_s
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        #: counts for tests and logs: fetched, completed, bpmn_errors, failures, lost, unreported
+        #: counts for tests and logs
         self.stats: dict[str, int] = dict.fromkeys(
-            ("fetched", "completed", "bpmn_errors", "failures", "lost", "unreported"), 0
+            (
+                "fetched",
+                "completed",
+                "bpmn_errors",
+                "failures",
+                "awaiting",
+                "ended",
+                "lost",
+                "unreported",
+            ),
+            0,
         )
 
     @property
@@ -162,9 +177,10 @@ class TaskWorker:
     async def _keep_lock(self, task: ExternalTask) -> None:
         """Extend the lock every half lock while the handler runs; stop when it is lost."""
         while True:
-            await asyncio.sleep(self.lock_ms / 2000)
+            lock_ms = self._lock_of.get(task.topic, self.lock_ms)
+            await asyncio.sleep(lock_ms / 2000)
             try:
-                await self.client.extend_lock(task, self.lock_ms)
+                await self.client.extend_lock(task, lock_ms)
             except EngineError as err:
                 if lock_lost(err):
                     log.warning("lock of task %s (%s) lost: %s", task.id, task.topic, err)
@@ -172,6 +188,9 @@ class TaskWorker:
                 log.warning("extending the lock of task %s failed: %r", task.id, err)
 
     async def _report(self, task: ExternalTask, outcome: Outcome) -> None:
+        if isinstance(outcome, Await):
+            self.stats["awaiting"] += 1
+            return
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(self.report_attempts),
@@ -183,6 +202,13 @@ class TaskWorker:
                 with attempt:
                     await self._send(task, outcome)
         except EngineError as err:
+            if err.status == 404:
+                # The task is gone: an event interrupted it (the answer to the request this
+                # task sent, taken by a boundary event), its instance ended, or an earlier
+                # ambiguous attempt of this report took effect. Nothing is left to report.
+                self.stats["ended"] += 1
+                log.info("task %s (%s) ended before its report", task.id, task.topic)
+                return
             if lock_lost(err):
                 # An earlier ambiguous attempt may have taken effect, or the lock expired.
                 self.stats["lost"] += 1
@@ -210,7 +236,7 @@ class TaskWorker:
             await self.client.bpmn_error(
                 task, code=outcome.code, message=outcome.message, variables=outcome.variables
             )
-        else:
+        elif isinstance(outcome, Failure):
             await self.client.failure(
                 task,
                 message=outcome.message,

@@ -62,8 +62,10 @@ def two_workers(
             "PHEE_ENGINE_STATUS_WAIT": "PT8S",
             "PHEE_ENGINE_PARTY_WAIT": "PT15S",
             "PHEE_ENGINE_QUOTE_WAIT": "PT15S",
-            # a killed process's tasks are taken over once their lock runs out
+            # a killed process's tasks are taken over once their lock runs out (a request it
+            # sent and got no answer to is resent by the taker)
             "PHEE_ENGINE_LOCK_MS": "5000",
+            "PHEE_ENGINE_RESEND_AFTER_MS": "5000",
         },
     )
     try:

@@ -14,6 +14,7 @@ import pytest
 
 from harness.components.operaton import Operaton, RunningEngine, start_engine
 from phee.engine import (
+    Await,
     BpmnError,
     Complete,
     EngineClient,
@@ -374,3 +375,86 @@ async def test_two_nodes_on_one_database_then_a_stopped_node(
             await second.complete(again)
     finally:
         engine.remove_node(len(engine.nodes) - 1)
+
+
+AWAIT_PROCESS = "phee_await_test"
+AWAIT_TOPIC = "phee-test-send"
+#: a sending task whose answer (message "answer", an interrupting boundary event) ends it
+AWAIT_MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+                  id="awaitTestDefinitions" targetNamespace="http://phee.local/test">
+  <bpmn:message id="msgAnswer" name="answer"/>
+  <bpmn:process id="phee_await_test" isExecutable="true" camunda:historyTimeToLive="P1D">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="toSend" sourceRef="start" targetRef="send"/>
+    <bpmn:serviceTask id="send" camunda:type="external" camunda:topic="phee-test-send"/>
+    <bpmn:boundaryEvent id="answered" attachedToRef="send">
+      <bpmn:messageEventDefinition messageRef="msgAnswer"/>
+    </bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="toEndAnswered" sourceRef="answered" targetRef="endAnswered"/>
+    <bpmn:endEvent id="endAnswered"/>
+    <bpmn:sequenceFlow id="toEndCompleted" sourceRef="send" targetRef="endCompleted"/>
+    <bpmn:endEvent id="endCompleted"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+async def test_an_awaiting_task_is_ended_by_its_answer_and_a_late_report_is_dropped(
+    client: EngineClient,
+) -> None:
+    await client.deploy("phee-await-test", {"await-test.bpmn": AWAIT_MODEL})
+    awaiting, completing = key(), key()
+    for bk in (awaiting, completing):
+        await client.start(AWAIT_PROCESS, business_key=bk, variables={})
+    sent: set[str] = set()
+    answered = asyncio.Event()
+
+    async def send(task: ExternalTask) -> Await | Complete:
+        sent.add(str(task.business_key))
+        if task.business_key == awaiting:
+            return Await()
+        await answered.wait()  # the answer overtakes this task's completion
+        return Complete({"late": True})
+
+    worker = TaskWorker(
+        client,
+        "worker-await",
+        {AWAIT_TOPIC: send},
+        max_in_flight=2,
+        lock_ms=10_000,
+        long_poll_ms=500,
+        lock_ms_by_topic={AWAIT_TOPIC: 60_000},
+    )
+    assert [t.lock_duration_ms for t in worker.topics] == [60_000]  # the topic's own lock
+    running = asyncio.create_task(worker.run())
+    await apoll(
+        lambda: asyncio.sleep(0, result=sent == {awaiting, completing}),
+        what="both requests sent",
+        deadline_s=30,
+    )
+    assert worker.stats["awaiting"] == 1
+    # Left locked, not completed: its instance still waits in the sending task.
+    assert len(await client.running_instances(business_key=awaiting)) == 1
+    for bk in (awaiting, completing):
+        await client.correlate("answer", business_key=bk, variables={"answerOk": True})
+    answered.set()
+    await apoll(
+        lambda: asyncio.sleep(0, result=worker.stats["ended"] == 1),
+        what="the late completion found its task gone",
+        deadline_s=30,
+    )
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    assert worker.stats["completed"] == 0
+    for bk in (awaiting, completing):
+        (done,) = await client.historic_instances(business_key=bk)
+        assert done["state"] == "COMPLETED"
+        ends = await client._call(
+            "GET",
+            "/history/activity-instance",
+            what="end events",
+            params={"processInstanceId": done["id"], "activityType": "noneEndEvent"},
+        )
+        assert [e["activityId"] for e in ends] == ["endAnswered"]

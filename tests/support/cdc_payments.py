@@ -55,7 +55,7 @@ def payer_variables(tenant: str, amount: str, *, note: str | None = None) -> dic
         "partyWait": "PT1H",
         "quoteWait": "PT1H",
         "statusWait": "PT1H",
-        "transferWait": "PT60S",
+        "transferWait": "PT1H",
     }
     if note is not None:
         variables["note"] = note
@@ -84,16 +84,14 @@ async def committed_payer(client: EngineClient, tenant: str, amount: str, **kw: 
     v = payer_variables(tenant, amount, **kw)
     bk = str(v["transactionId"])
     await client.start(contract.PAYER_TRANSFER, business_key=bk, variables=v)
-    await client.complete(await _one(client, "fspiop-party-lookup", bk), {})
-    await _callback(client, contract.MSG_PARTY_CALLBACK, bk, {"party": v["payee"]})
-    await client.complete(await _one(client, "fspiop-quote", bk), {})
+    # As the workers do: lock the sending task, "send", and let the answer end the task.
+    await _one(client, "fspiop-party-lookup", bk)
+    payee = {"partyIdInfo": {**v["payee"]["partyIdInfo"], "fspId": "simpayee"}}
+    await _callback(client, contract.MSG_PARTY_CALLBACK, bk, {"party": payee})
+    await _one(client, "fspiop-quote", bk)
     quote = {"transferAmount": v["amount"], "payeeFspFee": {"amount": "0", "currency": "USD"}}
     await _callback(client, contract.MSG_QUOTE_CALLBACK, bk, quote)
-    await client.complete(await _one(client, "ams-block", bk), {})
-    await client.complete(
-        await _one(client, "fspiop-transfer", bk),
-        {"transferWait": "PT60S", "payeeFsp": "simpayee", "transferAmount": v["amount"]},
-    )
+    await _one(client, "fspiop-transfer", bk)
     await _callback(client, contract.MSG_TRANSFER_CALLBACK, bk, {"transferState": "COMMITTED"})
     await client.complete(
         await _one(client, "fspiop-settle", bk),

@@ -445,3 +445,14 @@ def test_an_observer_sees_every_step_of_the_transaction_nested_in_order(db: Data
 
 def test_without_an_observer_the_steps_are_one_shared_no_op() -> None:
     assert unwatched(Step.CLAIM) is unwatched(Step.WRITE)
+
+
+def test_the_payer_flows_payee_dfsp_is_the_party_answers_fspid() -> None:
+    answered: dict[str, Any] = {}
+    party = {"partyIdInfo": {"partyIdType": "MSISDN", "fspId": "payeefsp"}}
+    mapping._fold_variable(answered, "partyCallback", {"ok": True, "body": {"party": party}})
+    assert answered["payee_dfsp"] == "payeefsp"
+    refused: dict[str, Any] = {}
+    error = {"errorInformation": {"errorCode": "3204", "errorDescription": "not found"}}
+    mapping._fold_variable(refused, "partyCallback", {"ok": False, "body": error})
+    assert "payee_dfsp" not in refused
