@@ -318,12 +318,14 @@ def start_engine(
     *,
     pool_size: int = DEFAULT_POOL_SIZE,
     component: Operaton | None = None,
+    pg_settings: dict[str, str] | None = None,
 ) -> RunningEngine:
     """Start an engine under `workdir/name`: PostgreSQL, databases, `nodes` nodes; all ready.
 
-    The jar is fetched (built) first if it is not cached. The first node creates the schema;
-    the others start after it, so two nodes never race on a fresh database. Anything started
-    is stopped again when a later step fails.
+    `pg_settings` are extra PostgreSQL settings (for example `pg_stat_statements` while
+    measuring). The jar is fetched (built) first if it is not cached. The first node creates
+    the schema; the others start after it, so two nodes never race on a fresh database.
+    Anything started is stopped again when a later step fails.
     """
     if nodes < 1:
         raise ValueError("an engine needs at least one node")
@@ -332,7 +334,7 @@ def start_engine(
     postgresql = PostgreSQL()
     postgresql.fetch()
     home = fresh_dir(workdir / name)
-    pg = postgresql.start(home, settings=CDC_SETTINGS)
+    pg = postgresql.start(home, settings={**CDC_SETTINGS, **(pg_settings or {})})
     ports = [free_port() for _ in range(nodes)]
     engine = RunningEngine(
         name, home, comp, pg, [EngineNode(i, p, None) for i, p in enumerate(ports)], pool_size
