@@ -4,8 +4,9 @@ The payment processes (engine_workers/bpmn) are deployed and driven over REST th
 workers and the router drive them: external tasks fetched and completed with the variables the
 handlers return, callbacks correlated as messages with `contract.callback_variables`. No switch,
 no account system: the handlers' results are given here. Used by the back-office importer's
-integration test and by `python -m tests.support.cdc_payments` (captures the unit tests' fixture
-`tests/resources/cdc/backoffice-records.jsonl`).
+integration test and by `PHEE_ENGINE_HISTORY_LEVEL=full python -m tests.support.cdc_payments`
+(captures the unit tests' fixture `tests/resources/cdc/backoffice-records.jsonl` at Operaton's
+level `full`: every history table the importer may meet, not only the ones level `phee` writes).
 """
 
 from __future__ import annotations
