@@ -156,8 +156,10 @@ def test_kill_9_mid_import_then_restart_imports_nothing_twice(
     )
     try:
         poll(
-            lambda: count(db, "default", schema.variables) > 10,
-            what="the importer to be half way",
+            # the first batches are in (44 variables in all at history level phee: waiting
+            # for more lets a fast importer finish before the kill)
+            lambda: count(db, "default", schema.variables) > 0,
+            what="the importer to be under way",
             deadline_s=120,
         )
         os.kill(proc.pid, signal.SIGKILL)  # mid-import: no clean shutdown, offsets behind
