@@ -67,7 +67,7 @@ async def run(settings: EngineSettings) -> None:
     tasks_payee.register(tasks, rt)
     worker = TaskWorker(
         engine,
-        f"{settings.name}-{socket.gethostname()}-{os.getpid()}",
+        settings.worker_id or f"{settings.name}-{socket.gethostname()}-{os.getpid()}",
         tasks.handlers(),
         max_in_flight=settings.max_jobs,
         lock_ms=settings.lock_ms,
@@ -80,17 +80,26 @@ async def run(settings: EngineSettings) -> None:
     stop_sweeping = asyncio.Event()
     sweeping = asyncio.create_task(sweep_unstarted(rt, starts, stop_sweeping))
 
-    app = channel.create_app(rt, starts, ready=lambda: not working.done())
-    server = uvicorn.Server(uvicorn_config(app, settings.service))
-    try:
-        await server.serve()  # returns after SIGTERM/SIGINT, in-flight requests finished
-    finally:
+    async def stop_work() -> None:
+        """Stop fetching, finish the tasks held, close the adapters (once)."""
+        if stop_sweeping.is_set():
+            return
         stop_sweeping.set()
         worker.stop()
         await working
         await sweeping
         await engine.close()
         await rt.close()
+        log.info("engine %s workers stopped: %s", settings.name, worker.stats)
+
+    app = channel.create_app(rt, starts, ready=lambda: not working.done(), on_stop=stop_work)
+    server = uvicorn.Server(uvicorn_config(app, settings.service))
+    try:
+        # SIGTERM: uvicorn finishes the requests in flight, then the lifespan's end runs
+        # stop_work; code after serve() does not run on a signal (uvicorn re-raises it)
+        await server.serve()
+    finally:
+        await stop_work()  # serve() failed or ended without a signal
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ when the engine certainly has no instance for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Request
@@ -62,9 +63,28 @@ class TransferRequest(BaseModel):
     note: str | None = Field(default=None, max_length=128)
 
 
-def create_app(rt: Runtime, starts: PayerStarts, ready: Callable[[], bool]) -> FastAPI:
-    """The channel API; `starts` creates payer instances on the engine."""
-    app = FastAPI(title=f"phee channel API ({rt.settings.name})", version="0.1.0")
+def create_app(
+    rt: Runtime,
+    starts: PayerStarts,
+    ready: Callable[[], bool],
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """The channel API; `starts` creates payer instances on the engine.
+
+    `on_stop` runs when uvicorn ends the lifespan (requests in flight are done by then). Work
+    that must end with the process belongs there: uvicorn re-raises the SIGTERM it caught as
+    soon as `serve()` returns, so code after `serve()` never runs on a signal.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_stop is not None:
+            await on_stop()
+
+    app = FastAPI(
+        title=f"phee channel API ({rt.settings.name})", version="0.1.0", lifespan=lifespan
+    )
     instrument(app, ready=ready)
     s = rt.settings
 

@@ -69,6 +69,13 @@ class EngineSettings(ComponentSettings):
     max_jobs: int = Field(default=32, ge=1, description="external tasks in flight per process")
     lock_ms: int = Field(default=30_000, ge=1000, description="external-task lock duration")
     long_poll_ms: int = Field(default=20_000, ge=0, description="fetchAndLock long-poll wait")
+    worker_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="the engine's workerId for this process; unique among live processes and "
+        "kept across restarts of one replica, so a restart cancels its predecessor's pending "
+        "long poll (default: <name>-<host>-<pid>; a pod's host name and pid stay across restarts)",
+    )
     retries: int = Field(default=4, ge=1, description="attempts of a task before it gives up")
     settle_retries: int = Field(
         default=12, ge=1, description="attempts to book or release (AMS outages are ridden out)"

@@ -8,6 +8,7 @@ exercise the same wiring an SRE would run.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 import time
@@ -190,6 +191,9 @@ def start(
             env = {
                 "PHEE_ENGINE_NAME": info.name,
                 "PHEE_ENGINE_SLOT": str(info.slot),
+                # one id per replica, kept when the replica restarts: its first fetch then ends
+                # the long poll its killed predecessor left pending in the engine
+                "PHEE_ENGINE_WORKER_ID": worker_id(info.name, workdir, replica),
                 # replicas spread over the engine's nodes (all share one database)
                 "PHEE_ENGINE_ENGINE_URL": engine.rest_urls[replica % len(engine.rest_urls)],
                 "PHEE_ENGINE_FSP_ID": OUR_FSP,
@@ -271,6 +275,13 @@ def transfer_request(payer: str, payee: str, amount: str) -> dict[str, Any]:
         "payee": {"partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": payee}},
         "amount": {"amount": amount, "currency": CURRENCY},
     }
+
+
+def worker_id(engine: str, workdir: Path, replica: int) -> str:
+    """The workerId of one worker replica: unique per stack (two stacks may share an engine),
+    the same across the replica's restarts."""
+    stack_name = re.sub(r"[^A-Za-z0-9._-]", "-", workdir.name)[:64]
+    return f"{engine}-{stack_name}-w{replica}"
 
 
 def wait_final(

@@ -375,6 +375,26 @@ class EngineClient:
         )
         return [ExternalTask.from_dto(item) for item in found or []]
 
+    async def end_long_poll(self, worker_id: str) -> None:
+        """Cancel `worker_id`'s pending long poll in the engine.
+
+        A fetch the worker gave up on (stopped, timed out) stays pending in the engine, which
+        would lock the next task for a caller that no longer listens. A new fetch from the same
+        workerId replaces it (the engine app sets `fetch-and-lock-unique-worker-request`); this
+        one asks for no topic and no task, so it locks nothing and returns empty at once.
+        """
+        await self._call(
+            "POST",
+            "/external-task/fetchAndLock",
+            what=f"end long poll {worker_id}",
+            json_body={
+                "workerId": worker_id,
+                "maxTasks": 0,
+                "asyncResponseTimeout": 1,
+                "topics": [],
+            },
+        )
+
     async def complete(self, task: ExternalTask, variables: dict[str, Any] | None = None) -> None:
         """Complete a locked task; OptimisticLockConflict retried here."""
         body = {"workerId": task.worker_id, "variables": encode_all(variables)}

@@ -137,6 +137,12 @@ class TaskWorker:
             fetch.cancel()
             with contextlib.suppress(asyncio.CancelledError, EngineError):
                 await fetch
+            # the engine still holds the poll we walked away from: end it, or it locks the
+            # next task for nobody until that task's lock runs out
+            try:
+                await self.client.end_long_poll(self.worker_id)
+            except EngineError as err:
+                log.warning("ending the long poll of %s failed: %r", self.worker_id, err)
             return []
         try:
             tasks = fetch.result()

@@ -513,7 +513,8 @@ def test_a_second_importer_joins_and_partitions_move_without_duplicate_or_gap(
     expected = expected_from_topics(kafka.endpoint("bootstrap"), first_wave)
     total = sum(expected.steps.values())
     url = fresh_database_url(request, "postgresql", tmp_path)
-    settings = settings_for(kafka, url, None, batch_max=300)
+    # small batches: the first importer is still importing when it leaves, even with few records
+    settings = settings_for(kafka, url, None, batch_max=20)
     db = Database(settings.database_url)
     env = importer_env(settings)
     first = start_service("bo-importer-a", "backoffice", tmp_path / "a", env=env, args=["importer"])
@@ -525,15 +526,22 @@ def test_a_second_importer_joins_and_partitions_move_without_duplicate_or_gap(
             deadline_s=60,
             interval_s=0.02,
         )
-        # the second member joins: the group rebalances while the first is importing
-        second = start_service(
-            "bo-importer-b", "backoffice", tmp_path / "b", env=env, args=["importer"]
-        )
+        # The first is paused mid-import while the second starts: an importer imports faster than
+        # a Python process starts, so without the pause the first could finish before the second
+        # joins. The pause is short of the group's session timeout (10 s): the first stays a member.
+        os.kill(first.pid, signal.SIGSTOP)
+        by_first = sum(held(db).steps.values())
+        print(f"\nfirst importer paused after {by_first} of {total} steps")
+        assert by_first < total
+        try:
+            # the second member joins: the group rebalances while the first is importing
+            second = start_service(
+                "bo-importer-b", "backoffice", tmp_path / "b", env=env, args=["importer"]
+            )
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         # the first leaves mid-import: its partitions (the ones with records) move to the second
         stop_service(first)
-        by_first = sum(held(db).steps.values())
-        print(f"\nfirst importer left after {by_first} of {total} steps")
-        assert by_first < total
         poll(lambda: True if held(db) == expected else None, what="the full import", deadline_s=180)
         moved = imported_by(second)
         print(f"second importer stored {moved:.0f} records")

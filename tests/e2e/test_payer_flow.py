@@ -48,7 +48,7 @@ def test_payment_commits_and_debits_once(
     before = _balance(ams, payer_party(0))
     tx = _pay(channel, 0, 1, "10.5")
     final = wait_final(channel, tx, 60)
-    assert final["status"] == "COMMITTED", final
+    assert final["status"] == "COMMITTED", (final["status"], final.get("reason"))
     after = _balance(ams, payer_party(0))
     assert before["balance"] - after["balance"] == Decimal("10.5")
     assert after["held"] == before["held"]
@@ -114,7 +114,7 @@ def test_a_callback_delayed_1_5_s_completes(
     start = time.monotonic()
     tx = _pay(channel, 3, 4, "2.25")
     final = wait_final(channel, tx, 60)
-    assert final["status"] == "COMMITTED", final
+    assert final["status"] == "COMMITTED", (final["status"], final.get("reason"))
     assert time.monotonic() - start >= 1.5
 
 

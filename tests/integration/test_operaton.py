@@ -18,6 +18,7 @@ from phee.engine import (
     BpmnError,
     Complete,
     EngineClient,
+    EngineError,
     EngineUnavailable,
     ExternalTask,
     Failure,
@@ -332,6 +333,33 @@ async def test_task_worker_keeps_long_locks_and_stops_gracefully(client: EngineC
     assert worker.stats["completed"] == 1
     assert worker.in_flight == 0
     assert (await client.get_variables(pid))["slow"] is True
+
+
+async def test_a_long_poll_left_behind_is_ended_by_its_worker(client: EngineClient) -> None:
+    """A fetch its caller walked away from stays pending in the engine and would lock the next
+    task for nobody; the same workerId's end_long_poll ends it (unique worker requests)."""
+    topic = f"phee-test-idle-{uuid.uuid4().hex[:8]}"  # no task ever has it
+    left = asyncio.create_task(
+        client.fetch_and_lock(
+            "worker-gone",
+            [TopicRequest(topic, 30_000)],
+            max_tasks=1,
+            async_response_timeout_ms=120_000,
+        )
+    )
+
+    async def ended() -> bool | None:
+        # the first end may reach the engine before the poll it is meant for: send it again
+        await client.end_long_poll("worker-gone")
+        done, _ = await asyncio.wait({left}, timeout=0.5)
+        return True if done else None
+
+    await apoll(ended, what="the pending long poll ended", deadline_s=30)
+    with pytest.raises(EngineError) as failed:
+        left.result()
+    assert failed.value.status == 503  # the engine cancelled it: nothing was locked for it
+    # ending a poll that does not exist is harmless, and locks nothing
+    await client.end_long_poll("worker-never-polled")
 
 
 async def test_two_nodes_on_one_database_then_a_stopped_node(
