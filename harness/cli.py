@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import io
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -124,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Line by line even into a pipe (CI logs), so a slow cold fetch shows its progress.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
+    # `kill -USR1 <pid>` prints every thread's stack: where a hung start or stop waits
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = build_parser().parse_args(argv)
     if args.command == "fspiop":
         from phee.fspiop import cli as fspiop_cli

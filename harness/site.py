@@ -247,6 +247,9 @@ def up(workdir: Path, engines: int, payments: int, duration_s: float | None) -> 
         stop_event.set()
 
     previous = signal.signal(signal.SIGTERM, _on_signal)
+    # Ctrl-C raises KeyboardInterrupt even when this process was started with SIGINT ignored
+    # (a shell's background job, nohup, some CI runners): Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     t0 = time.monotonic()
     try:
         site = start(workdir, names)

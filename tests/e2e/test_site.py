@@ -10,8 +10,19 @@ import threading
 
 import pytest
 
-from harness.components.base import pid_alive
+from harness.components.base import pid_alive, stop_pid
 from tests.support import poll
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _kill_leftovers(out: str) -> None:
+    """The parts a killed site started run in sessions of their own: end them, so a failed
+    run does not leave a whole site running under the tests after it."""
+    for pid in (int(p) for p in re.findall(r" pid (\d+) ", out)):
+        stop_pid(pid, 5.0)
 
 
 @pytest.mark.timeout(420)
@@ -21,6 +32,8 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # started as a shell's background job is (SIGINT ignored): Ctrl-C must still stop it
+        preexec_fn=_ignore_sigint,
     )
     lines: list[str] = []
 
@@ -39,11 +52,22 @@ def test_site_up_proves_each_engine_and_stops_cleanly_on_ctrl_c() -> None:
             interval_s=0.5,
         )
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0
+        try:
+            code = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the CLI prints its threads' stacks
+            poll(
+                lambda: True if any("most recent call first" in line for line in lines) else None,
+                what="the hung site's stacks",
+                deadline_s=10,
+            )
+            pytest.fail("the site did not stop within 120 s of Ctrl-C:\n" + "".join(lines))
+        assert code == 0, "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            _kill_leftovers("".join(lines))
     reader.join(timeout=10)
     out = "".join(lines)
     assert re.search(r"payments: 20 COMMITTED, 0 ABORTED, 0 FAILED in [\d.]+ s", out), out
