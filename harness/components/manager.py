@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,47 +33,26 @@ class CacheEntry:
     size_mb: float
 
 
-#: fetched on a lane of their own: they compile from source (Go, both cores for minutes), while
-#: the others mostly download, so a cold fetch overlaps the two instead of adding them up
-COMPILED: frozenset[str] = frozenset({"kube"})
-
-
 def fetch(names: list[str] | tuple[str, ...]) -> list[FetchResult]:
-    """Fetch each component (all when `names` is empty) unless cached.
+    """Fetch each component (all when `names` is empty) unless cached, one after the other.
 
-    Two lanes run side by side, each one component after the other: the compiled ones
-    (`COMPILED`) and the rest. A download prints its own progress and end line (`progress`,
-    each line named by its component); a cached one gets its end line here, so every component
-    asked for ends with one line: downloaded or cached. A failure in one lane is raised once the
-    other lane has finished what it was doing.
+    A download prints its own progress and end line (`progress`); a cached one gets its end
+    line here, so every component asked for ends with one line: downloaded or cached.
     """
     wanted = set(names or FETCHABLE)
     artifacts = {name: get_fetchable(name) for name in wanted}  # unknown names fail here
-    order = [n for n in FETCHABLE if n in wanted]
-    lanes = [
-        lane
-        for lane in ([n for n in order if n in COMPILED], [n for n in order if n not in COMPILED])
-        if lane
-    ]
-
-    def run_lane(lane: list[str]) -> list[FetchResult]:
-        results = []
-        for name in lane:
-            comp = artifacts[name]
-            start = time.monotonic()
-            downloaded = comp.fetch()
-            seconds = time.monotonic() - start
-            if not downloaded:
-                progress.reporter().done(
-                    name, comp.version, "cached", seconds, progress.megabytes(comp.cache_dir)
-                )
-            results.append(FetchResult(name, comp.version, downloaded, round(seconds, 2)))
-        return results
-
-    with ThreadPoolExecutor(max_workers=len(lanes) or 1, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(run_lane, lane) for lane in lanes]
-        by_name = {res.name: res for future in futures for res in future.result()}
-    return [by_name[name] for name in order]
+    results = []
+    for name in [n for n in FETCHABLE if n in wanted]:
+        comp = artifacts[name]
+        start = time.monotonic()
+        downloaded = comp.fetch()
+        seconds = time.monotonic() - start
+        if not downloaded:
+            progress.reporter().done(
+                name, comp.version, "cached", seconds, progress.megabytes(comp.cache_dir)
+            )
+        results.append(FetchResult(name, comp.version, downloaded, round(seconds, 2)))
+    return results
 
 
 def _state_file(name: str) -> Path:

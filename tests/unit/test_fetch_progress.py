@@ -232,34 +232,3 @@ def test_manager_fetch_ends_every_component_with_one_line(
     ]
     assert [line.split()[0] for line in ends] == ["fake", "cached"]
     assert ends[1].split()[2] == "cached"
-
-
-class _Meeting(Artifact):
-    """An artifact whose fetch waits (bounded) until every other one in the meeting has begun."""
-
-    version = "1.0"
-
-    def __init__(self, name: str, begun: dict[str, threading.Event]) -> None:
-        self.name = name
-        self.begun = begun
-
-    def _fetch(self) -> None:
-        self.begun[self.name].set()
-        for other, event in self.begun.items():
-            if other != self.name and not event.wait(10):
-                raise FetchError(f"{self.name}: {other} never ran alongside")
-
-
-def test_the_compiled_component_is_fetched_alongside_the_downloads(
-    tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    begun = {name: threading.Event() for name in ("kube", "postgresql")}
-    fakes = {name: _Meeting(name, begun) for name in begun}
-    monkeypatch.setattr(manager, "FETCHABLE", ("postgresql", "kube"))
-    monkeypatch.setattr(manager, "get_fetchable", fakes.__getitem__)
-
-    results = manager.fetch([])  # one after the other, each would wait for the other in vain
-
-    assert [(r.name, r.downloaded) for r in results] == [("postgresql", True), ("kube", True)]
-    ends = [line.split()[0] for line in lines.snapshot() if " downloaded " in line]
-    assert sorted(ends) == ["kube", "postgresql"]
