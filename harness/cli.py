@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import io
 import shutil
@@ -124,8 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Line by line even into a pipe (CI logs), so a slow cold fetch shows its progress.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    # `kill -USR1 <pid>` prints every thread's stack: where a hung start or stop waits
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # `kill -USR1 <pid>` prints every thread's stack: where a hung start or stop waits (only
+    # when stderr is a real file: called in-process under a capture, it has no descriptor)
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     args = build_parser().parse_args(argv)
     if args.command == "fspiop":
         from phee.fspiop import cli as fspiop_cli
