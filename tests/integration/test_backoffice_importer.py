@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from backoffice import audit, schema
 from backoffice.db import Database
@@ -136,15 +136,19 @@ def _idle(importer: Importer) -> bool:
 
 
 def test_kill_9_mid_import_then_restart_imports_nothing_twice(
-    site: tuple[CdcSite, str], tmp_path: Path
+    site: tuple[CdcSite, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     s, engine = site
     settings = settings_for(
-        s.kafka.endpoint("bootstrap"), f"sqlite:///{tmp_path / 'bo.db'}", engine, batch_max=3
+        s.kafka.endpoint("bootstrap"),
+        fresh_database_url(request, "postgresql", tmp_path),
+        engine,
+        batch_max=3,
     )
     db = Database(settings.database_url)
     db.migrate_control()
     db.provision("default")
+    _slow_inserts(db, schema.variables.name, seconds=0.1)
     env = {
         **os.environ,
         **{f"PHEE_BACKOFFICE_{k.upper()}": v for k, v in _env(settings).items()},
@@ -156,8 +160,8 @@ def test_kill_9_mid_import_then_restart_imports_nothing_twice(
     )
     try:
         poll(
-            # the first batches are in (44 variables in all at history level phee: waiting
-            # for more lets a fast importer finish before the kill)
+            # the first batches are in; with 0.1 s per variable row the other 40-odd take
+            # seconds, so the kill lands mid-import (a fast importer used to finish before it)
             lambda: count(db, "default", schema.variables) > 0,
             what="the importer to be under way",
             deadline_s=120,
@@ -169,9 +173,32 @@ def test_kill_9_mid_import_then_restart_imports_nothing_twice(
             proc.kill()
             proc.wait(timeout=30)
     partial = count(db, "default", schema.variables)
+    print(f"importer killed after {partial} of {VARIABLES} variable rows")
     assert partial < VARIABLES, "the kill came too late to test anything"
     asyncio.run(run_importer_until(settings, lambda _: complete(db), deadline_s=180))
     assert_exactly_once(db)
+
+
+def _slow_inserts(db: Database, table: str, *, seconds: float) -> None:
+    """Make each insert into the tenant `table` take `seconds` (injected latency, PostgreSQL).
+
+    Not synchronisation: the test still polls for what it waits on. It widens the window in
+    which the importer is mid-import, which a fast machine otherwise closes before a poll sees it.
+    """
+    ns = db.namespace("default")
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE FUNCTION {ns}.phee_test_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TRIGGER phee_test_slow BEFORE INSERT ON {ns}.{table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {ns}.phee_test_slow()"
+            )
+        )
 
 
 def _env(settings: BackofficeSettings) -> dict[str, str]:
