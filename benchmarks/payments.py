@@ -7,7 +7,7 @@ offered load down) for a fixed time; only payments that end COMMITTED count. Lat
 engine's own record: from the channel request to the recorded final state. Where the time goes
 is shown as CPU seconds per payment for each process, read from /proc before and after the run.
 
-    uv run python benchmarks/payments.py --rate 20 --duration 30 [--workers 2]
+    uv run python benchmarks/payments.py --rate 20 --duration 30 [--workers 2] [--max-open 12]
 
 A warm-up (300 payments by default, at the offered rate up to 15/s) is sent and not counted, so
 the figure is the steady state rather than the JVMs compiling their hot paths.
@@ -145,6 +145,13 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes on the engine")
     parser.add_argument("--nodes", type=int, default=1, help="engine nodes over its database")
+    parser.add_argument(
+        "--max-open",
+        type=int,
+        default=0,
+        help="the workers' PHEE_ENGINE_MAX_OPEN_PAYMENTS: the channel refuses (503) new "
+        "payments while this many are open (0: no limit); refusals are counted, not retried",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
@@ -158,6 +165,7 @@ def main() -> None:
                 workers_per_engine=args.workers,
                 payers=50,
                 payees=50,
+                extra_engine_env={"PHEE_ENGINE_MAX_OPEN_PAYMENTS": str(args.max_open)},
             )
             channel = payments.channel("engine-a")
             procs: list[Running] = [
@@ -190,7 +198,8 @@ def main() -> None:
     )
     print(
         f"offered {offered} payments at {args.rate:.0f}/s for {args.duration:.0f} s; "
-        f"accepted {len(ids)}, refused {refused}"
+        f"accepted {len(ids)}, refused {refused} (limit of open payments: "
+        f"{args.max_open or 'none'})"
     )
     others = {s: sum(1 for f in final.values() if f["status"] == s) for s in ("ABORTED", "FAILED")}
     print(

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine_workers.admission import Admission
 from engine_workers.runtime import Runtime, iso_duration
 from engine_workers.starting import PayerStarts, Started, start_payment
 from phee.engine import EngineError
@@ -68,8 +69,12 @@ def create_app(
     starts: PayerStarts,
     ready: Callable[[], bool],
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    admission: Admission | None = None,
 ) -> FastAPI:
     """The channel API; `starts` creates payer instances on the engine.
+
+    `admission` (default: from the settings' `max_open_payments`) refuses a new payment with
+    503 and `Retry-After` while the engine is full; the refusal stores and starts nothing.
 
     `on_stop` runs when uvicorn ends the lifespan (requests in flight are done by then). Work
     that must end with the process belongs there: uvicorn re-raises the SIGTERM it caught as
@@ -87,6 +92,9 @@ def create_app(
     )
     instrument(app, ready=ready)
     s = rt.settings
+    door = admission or Admission(
+        rt.store.count_open, s.max_open_payments, refresh_s=s.open_payments_refresh_ms / 1000
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -108,6 +116,19 @@ def create_app(
             str | None, Header(alias="X-CorrelationID", min_length=1, max_length=128)
         ] = None,
     ) -> JSONResponse:
+        verdict = await door.admit()
+        if not verdict.admitted:
+            log.warning(
+                "payment refused: %d payer payments open, limit %d",
+                verdict.open_payments,
+                verdict.limit,
+            )
+            err = FspiopError(
+                "2003",
+                f"the engine is full ({verdict.open_payments} payments in flight, limit "
+                f"{verdict.limit}); nothing was started, retry later",
+            )
+            return JSONResponse(err.body(), status_code=503, headers={"Retry-After": "1"})
         transaction_id = ids.new_id(s.slot, s.id_kind)
         bind_transaction(transaction_id)  # this request's log lines carry it
         request = body.model_dump(exclude_none=True)

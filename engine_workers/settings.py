@@ -93,6 +93,15 @@ class EngineSettings(ComponentSettings):
         "false credits before answering COMMITTED (schemes without PATCH; see README)",
     )
     start_attempts: int = Field(default=4, ge=1, description="tries to start a payer instance")
+    max_open_payments: int = Field(
+        default=0,
+        ge=0,
+        description="refuse new channel payments (503, Retry-After) while the engine has this "
+        "many payer payments not yet final; 0: no limit",
+    )
+    open_payments_refresh_ms: int = Field(
+        default=250, ge=10, description="how often the open payments are counted again"
+    )
 
     def store_dsn(self) -> str:
         """The store's URL with its password (kept apart so that the URL is not a secret)."""

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     Update,
+    func,
     or_,
     select,
     update,
@@ -56,6 +57,15 @@ payments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("uq_tenant_correlation", "tenant", "correlation_id", unique=True),
+)
+_OPEN = payments.c.status.notin_(sorted(FINAL_STATES))
+#: only the payments not yet final: counting them (admission control) reads a small index, not
+#: the whole history of payments
+Index(
+    "ix_payments_open",
+    payments.c.direction,
+    postgresql_where=_OPEN,
+    sqlite_where=_OPEN,
 )
 
 #: outbound requests as first built: (key, kind) -> body
@@ -311,6 +321,15 @@ class PaymentStore:
         rows = await self._sql.run(lambda conn: conn.execute(stmt).all(), read_only=True)
         return [_row(row) for row in rows]
 
+    async def count_open(self, direction: str = "PAYER") -> int:
+        """Payments of `direction` not yet in a final state (any replica's)."""
+        stmt = (
+            select(func.count())
+            .select_from(payments)
+            .where(payments.c.direction == direction, _OPEN)
+        )
+        return int(await self._sql.run(lambda c: c.execute(stmt).scalar_one(), read_only=True))
+
     async def get(self, transaction_id: str) -> Payment | None:
         return await self._sql.run(
             lambda conn: _one(conn, payments.c.transaction_id == transaction_id), read_only=True
@@ -343,6 +362,10 @@ def _create_tables(engine: Engine, attempts: int = 3) -> None:
     for attempt in range(attempts):
         try:
             metadata.create_all(engine)
+            # create_all skips the indexes of a table that already exists (a store made
+            # before an index was added)
+            for index in payments.indexes:
+                index.create(engine, checkfirst=True)
             return
         except DBAPIError:
             if attempt == attempts - 1:

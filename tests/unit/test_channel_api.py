@@ -9,6 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from engine_workers.admission import Admission
 from engine_workers.channel import create_app
 from engine_workers.runtime import Runtime
 from engine_workers.settings import EngineSettings
@@ -152,3 +153,64 @@ async def test_missing_tenant_is_3102_naming_the_header(
     assert resp.json()["errorInformation"]["errorCode"] == "3102"
     assert "Platform-TenantId" in resp.json()["errorInformation"]["errorDescription"]
     assert started.variables == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_full_engine_refuses_new_payments_and_stores_nothing(
+    tmp_path: Path, started: Started
+) -> None:
+    settings = EngineSettings(
+        name="engine-b",
+        slot=7,
+        store_url=f"sqlite:///{tmp_path}/e.db",
+        ilp_secret=SecretStr("ilp-secret-for-tests"),
+        router_admin_token=SecretStr("router-token-for-tests"),
+        max_open_payments=2,
+    )
+    rt = Runtime.from_settings(settings)
+    clock = Clock()
+    door = Admission(rt.store.count_open, settings.max_open_payments, refresh_s=1, clock=clock)
+    app = create_app(rt, started, ready=lambda: True, admission=door)
+    headers = {"Platform-TenantId": "bank-a"}
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://engine"
+        ) as http:
+            first, second, third = [
+                await http.post("/channel/transfer", json=GOOD, headers=headers) for _ in range(3)
+            ]
+            assert [r.status_code for r in (first, second, third)] == [202, 202, 503]
+            assert third.headers["Retry-After"] == "1"
+            info = third.json()["errorInformation"]
+            assert info["errorCode"] == "2003"
+            assert "2 payments in flight, limit 2" in info["errorDescription"]
+            assert len(started.variables) == 2  # the refused one started nothing
+            assert await rt.store.count_open() == 2  # and stored nothing
+
+            # one payment ends: at the next count there is room again
+            await rt.store.set_status(first.json()["transactionId"], "COMMITTED")
+            again = await http.post("/channel/transfer", json=GOOD, headers=headers)
+            assert again.status_code == 503  # the count is not due yet
+            clock.now += 1
+            again = await http.post("/channel/transfer", json=GOOD, headers=headers)
+            assert again.status_code == 202
+            assert len(started.variables) == 3
+            assert door.refused == 2
+    finally:
+        await rt.close()
+
+
+async def test_no_limit_by_default(client: httpx.AsyncClient, started: Started) -> None:
+    for _ in range(5):
+        resp = await client.post(
+            "/channel/transfer", json=GOOD, headers={"Platform-TenantId": "bank-a"}
+        )
+        assert resp.status_code == 202
+    assert len(started.variables) == 5
