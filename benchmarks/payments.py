@@ -30,6 +30,7 @@ import httpx
 from harness import stack
 from harness.components import Running
 from harness.components.operaton import start_engine
+from phee.httpclient import async_client
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -73,8 +74,8 @@ async def offer(channel: str, rate: float, duration: float) -> tuple[list[str], 
     """Send payments at `rate` per second for `duration` seconds; return accepted ids, refusals."""
     accepted: list[str] = []
     refused = 0
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=channel, timeout=30, limits=limits) as http:
+    # The load generator shares the two cores: it sends over aiohttp, as the services do.
+    async with async_client(base_url=channel, timeout=30, max_connections=200) as http:
 
         async def one(i: int) -> None:
             nonlocal refused

@@ -31,6 +31,7 @@ from callback_router.validation import Inbound
 from phee import contract
 from phee.contract import EngineInfo, EngineState
 from phee.fspiop.errors import FspiopError
+from phee.httpclient import async_client
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class RouterService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         # The engines' channel APIs, for asking an engine to send a callback again.
-        self._engines_http = httpx.AsyncClient(timeout=settings.engine_timeout_s)
+        self._engines_http = async_client(timeout=settings.engine_timeout_s)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -16,6 +16,7 @@ from callback_router.metrics import RouterMetrics
 from phee.fspiop import headers as fh
 from phee.fspiop import jws
 from phee.fspiop.errors import FspiopError
+from phee.httpclient import async_client
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class SwitchClient:
         self.fsp_id = fsp_id
         self.metrics = metrics
         self.attempts = attempts
-        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._client = async_client(timeout=timeout_s, transport=transport)
         del self._client.headers["accept"]  # FSPIOP callbacks carry no Accept
 
     async def error_callback(

@@ -16,6 +16,7 @@ import httpx
 
 from engine_workers.failures import Rejected, Transient
 from phee.fspiop.errors import code_of
+from phee.httpclient import async_client
 
 log = logging.getLogger("engine_workers.ams")
 #: the AMS's code for a transfer it holds nothing for ("Transfer ID not found")
@@ -53,7 +54,7 @@ class ReferenceAms:
     """HTTP adapter for doubles/reference_ams."""
 
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        self._http = async_client(base_url=base_url, timeout=timeout_s)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -19,6 +19,7 @@ from engine_workers.settings import EngineSettings
 from phee.fspiop import headers as fh
 from phee.fspiop import jws
 from phee.fspiop.errors import code_of
+from phee.httpclient import async_client
 
 log = logging.getLogger("engine_workers.fspiop")
 
@@ -30,12 +31,10 @@ class FspiopClient:
         self.settings = settings
         # jws.sign caches the parsed key, so keeping the PEM bytes costs nothing per call.
         self._key = settings.jws_private_key.read_bytes() if settings.jws_private_key else None
-        self._http = http or httpx.AsyncClient(
+        self._http = http or async_client(
             base_url=settings.switch_url,
             timeout=settings.http_timeout_s,
-            verify=_tls_context(settings),
-            cert=_client_cert(settings),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            ssl_context=_tls_context(settings),
         )
 
     async def close(self) -> None:
@@ -92,13 +91,13 @@ def _error_detail(resp: httpx.Response) -> str:
     return str(body)[:200]
 
 
-def _tls_context(settings: EngineSettings) -> ssl.SSLContext | bool:
-    if settings.tls_ca is None:
-        return True
-    return ssl.create_default_context(cafile=str(settings.tls_ca))
-
-
-def _client_cert(settings: EngineSettings) -> tuple[str, str] | None:
+def _tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
+    """The switch's CA and our client certificate (mTLS); None: the system's defaults."""
+    if settings.tls_ca is None and not (settings.tls_client_cert and settings.tls_client_key):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.tls_ca) if settings.tls_ca is not None else None
+    )
     if settings.tls_client_cert and settings.tls_client_key:
-        return (str(settings.tls_client_cert), str(settings.tls_client_key))
-    return None
+        context.load_cert_chain(str(settings.tls_client_cert), str(settings.tls_client_key))
+    return context

@@ -13,6 +13,7 @@ from engine_workers.failures import Transient
 from engine_workers.fspiop_client import FspiopClient
 from engine_workers.settings import EngineSettings
 from engine_workers.store import PaymentStore, SentCallback
+from phee.httpclient import async_client
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Runtime:
             fspiop=FspiopClient(settings),
             ams=ReferenceAms(settings.ams_url, settings.http_timeout_s),
             store=PaymentStore(settings.store_dsn()),
-            router=httpx.AsyncClient(
+            router=async_client(
                 base_url=settings.router_url,
                 timeout=settings.http_timeout_s,
                 headers={"Authorization": f"Bearer {settings.secret('router_admin_token')}"},

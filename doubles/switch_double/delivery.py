@@ -23,6 +23,7 @@ from doubles.switch_double.metrics import SwitchMetrics
 from doubles.switch_double.settings import SwitchSettings
 from doubles.switch_double.wire import PASSTHROUGH, Message
 from phee.fspiop.headers import request_headers
+from phee.httpclient import async_client
 
 log = logging.getLogger("doubles.switch_double.delivery")
 
@@ -58,12 +59,10 @@ class Delivery:
         self._settings = settings
         self._metrics = metrics
         self._signer = signer
-        limits = httpx.Limits(
+        self._client = async_client(
+            transport=transport,
             max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-        )
-        self._client = httpx.AsyncClient(
-            transport=transport, limits=limits, timeout=settings.callback_timeout_s
+            timeout=settings.callback_timeout_s,
         )
         del self._client.headers["Accept"]  # httpx's default; FSPIOP callbacks carry none
 

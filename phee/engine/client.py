@@ -33,6 +33,7 @@ from phee.engine.errors import (
     from_transport,
 )
 from phee.engine.variables import decode_all, encode, encode_all
+from phee.httpclient import async_client
 
 BPMN_MODEL_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 #: seconds an httpx call may take beyond a long poll's own timeout
@@ -142,7 +143,7 @@ class EngineClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+        self._http = http or async_client(timeout=timeout_s)
         self.lock_conflict_attempts = max(1, lock_conflict_attempts)
         self.lock_conflict_backoff_s = lock_conflict_backoff_s
         #: OptimisticLockConflicts retried inside so far (complete/correlate), for metrics and tests
