@@ -7,12 +7,14 @@ the component's fetch, so a broken `engine/` build fails here loudly (the first 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import psycopg
 import pytest
 
-from harness.components.operaton import Operaton, RunningEngine, start_engine
+from harness.components.operaton import ENGINE_DB, Operaton, RunningEngine, start_engine
 from phee.engine import (
     Await,
     BpmnError,
@@ -486,3 +488,35 @@ async def test_an_awaiting_task_is_ended_by_its_answer_and_a_late_report_is_drop
             params={"processInstanceId": done["id"], "activityType": "noneEndEvent"},
         )
         assert [e["activityId"] for e in ends] == ["endAnswered"]
+
+
+async def test_correlation_by_a_variable_reads_the_hash_index(
+    engine: RunningEngine, client: EngineClient
+) -> None:
+    """The engine adds a hash index on the runtime variables' text (decision 0023), and
+    PostgreSQL uses it for the correlation-key lookup once the table holds many instances."""
+    wanted = str(uuid.uuid4())
+    for n in range(150):
+        await client.start(
+            PROCESS,
+            business_key=key(),
+            variables={"transferId": wanted if n == 75 else str(uuid.uuid4()), "note": "x" * 50},
+        )
+    conninfo = f"host=127.0.0.1 port={engine.sql_port} user=postgres dbname={ENGINE_DB}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        method = conn.execute(
+            "select am.amname from pg_class c join pg_am am on am.oid = c.relam "
+            "where c.relname = 'phee_idx_ru_var_text'"
+        ).fetchone()
+        assert method == ("hash",)
+        conn.execute("analyze act_ru_variable")
+        plan = conn.execute(
+            "explain (format json) select id_ from act_ru_variable where name_ = 'transferId' "
+            "and task_id_ is null and type_ = 'string' and text_ = %s",
+            (wanted,),
+        ).fetchone()
+    assert plan is not None
+    assert "phee_idx_ru_var_text" in json.dumps(plan[0])
+    await client.correlate(
+        "callback", correlation_keys={"transferId": wanted}, variables={"transferCallback": "ok"}
+    )
