@@ -42,15 +42,21 @@ def started() -> Started:
     return Started()
 
 
-@pytest.fixture
-async def client(tmp_path: Path, started: Started) -> Any:
-    settings = EngineSettings(
+def engine_settings(tmp_path: Path, **extra: Any) -> EngineSettings:
+    """engine-b's settings over a SQLite store in `tmp_path`, with `extra` on top."""
+    return EngineSettings(
         name="engine-b",
         slot=7,
         store_url=f"sqlite:///{tmp_path}/e.db",
         ilp_secret=SecretStr("ilp-secret-for-tests"),
         router_admin_token=SecretStr("router-token-for-tests"),
+        **extra,
     )
+
+
+@pytest.fixture
+async def client(tmp_path: Path, started: Started) -> Any:
+    settings = engine_settings(tmp_path)
     rt = Runtime.from_settings(settings)
     app = create_app(rt, started, ready=lambda: True)
     async with httpx.AsyncClient(
@@ -166,14 +172,7 @@ class Clock:
 async def test_a_full_engine_refuses_new_payments_and_stores_nothing(
     tmp_path: Path, started: Started
 ) -> None:
-    settings = EngineSettings(
-        name="engine-b",
-        slot=7,
-        store_url=f"sqlite:///{tmp_path}/e.db",
-        ilp_secret=SecretStr("ilp-secret-for-tests"),
-        router_admin_token=SecretStr("router-token-for-tests"),
-        max_open_payments=2,
-    )
+    settings = engine_settings(tmp_path, max_open_payments=2)
     rt = Runtime.from_settings(settings)
     clock = Clock()
     door = Admission(rt.store.count_open, settings.max_open_payments, refresh_s=1, clock=clock)
