@@ -139,3 +139,36 @@ async def test_test_seams_still_work() -> None:
         answer = await client.get("http://engine/engine-rest/engine")
     assert answer.status_code == 418
     assert answer.json() == {"path": "/engine-rest/engine"}
+
+
+@pytest.mark.timeout(30)
+async def test_a_cookie_set_by_a_server_is_never_sent_back() -> None:
+    """The services keep no cookies: a `Set-Cookie` answer changes nothing in later requests."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                _line, headers, _body = await _read_request(reader)
+                seen.append(headers)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\n"
+                    b"Content-Length: 2\r\n\r\n{}"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server, url = await _serve(handle)
+    async with server, async_client(base_url=url, timeout=5) as client:
+        first = await client.get("/a")
+        second = await client.get("/b")
+        with pytest.raises(ValueError, match="no cookies"):
+            client.cookies = {"session": "abc"}
+    assert first.headers["Set-Cookie"] == "session=abc; Path=/"
+    assert second.status_code == 200
+    assert len(seen) == 2
+    assert all("Cookie" not in headers for headers in seen)
+    assert len(client.cookies) == 0
+    with pytest.raises(ValueError, match="no cookies"):
+        async_client(cookies={"session": "abc"})
