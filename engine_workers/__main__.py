@@ -58,7 +58,13 @@ async def sweep_unstarted(rt: Runtime, starts: PayerStarts, stop: asyncio.Event)
 async def run(settings: EngineSettings) -> None:
     rt = Runtime.from_settings(settings)
     engine = EngineClient(settings.engine_url, timeout_s=settings.http_timeout_s)
-    files = {path.name: path.read_bytes() for path in bpmn.paths()}
+    files = bpmn.deployment(
+        {
+            "partyWait": settings.party_wait,
+            "quoteWait": settings.quote_wait,
+            "statusWait": settings.status_wait,
+        }
+    )
     deployed = await engine.deploy(f"phee-{settings.name}", files)
     log.info("engine %s runs %s (%s)", settings.name, deployed, settings.engine_url)
 

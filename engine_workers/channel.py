@@ -139,12 +139,10 @@ def create_app(
             "transferId": ids.new_id(s.slot, s.id_kind),
             "tenant": tenant,
             "payerFsp": s.fsp_id,
-            "correlationId": correlation_id,
-            "partyWait": s.party_wait,
-            "quoteWait": s.quote_wait,
-            "statusWait": s.status_wait,
             "transferWait": iso_duration(s.transfer_wait_s),
         }
+        if correlation_id is not None:  # no variable for nothing: each costs rows per payment
+            variables["correlationId"] = correlation_id
         # The whole start is kept, so that a retry can start exactly this payment again.
         payment, created = await rt.store.create(
             transaction_id,

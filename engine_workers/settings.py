@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from engine_workers.bpmn import ISO_DURATION
 from phee.service import ComponentSettings
 
 
@@ -80,6 +81,13 @@ class EngineSettings(ComponentSettings):
     settle_retries: int = Field(
         default=12, ge=1, description="attempts to book or release (AMS outages are ridden out)"
     )
+
+    @field_validator("party_wait", "quote_wait", "status_wait")
+    @classmethod
+    def _iso_duration(cls, value: str) -> str:
+        if not ISO_DURATION.match(value):
+            raise ValueError(f"{value!r} is not an ISO 8601 duration such as PT30S")
+        return value
 
     @property
     def transfer_wait_s(self) -> int:

@@ -101,6 +101,23 @@ def test_missing_transfer_callback_is_settled_by_asking(
     _ledger_balanced(ams)
 
 
+def test_an_unanswered_party_lookup_ends_after_the_deployed_wait(
+    channel: httpx.Client, ams: httpx.Client, switch_admin: httpx.Client
+) -> None:
+    """The site's 6 s party wait is written into the deployed definition (engine_workers.bpmn),
+    not passed with each payment: the payment ends after it, long before the shipped 30 s."""
+    _fault(switch_admin, match={"method": "GET", "resource": "parties"}, action="drop", count=1)
+    before = _balance(ams, payer_party(6))
+    start = time.monotonic()
+    tx = _pay(channel, 6, 7, "1")
+    final = wait_final(channel, tx, 60)
+    elapsed = time.monotonic() - start
+    assert final["status"] == "ABORTED", final
+    assert "no answer to the party lookup" in final["reason"]
+    assert 6 <= elapsed < 25, elapsed
+    assert _balance(ams, payer_party(6)) == before
+
+
 def test_a_callback_delayed_1_5_s_completes(
     channel: httpx.Client, switch_admin: httpx.Client
 ) -> None:

@@ -79,6 +79,11 @@ async def test_transfer_starts_one_payer_instance_with_engine_ids(
     for key in ("transactionId", "quoteId", "transferId"):
         assert ids.slot_of(variables[key]) == 7  # the router can route every callback here
     assert variables["tenant"] == "bank-a"
+    # Nothing an instance does not need: no empty correlation id, no waits the deployed
+    # definition already fixes (engine_workers.bpmn); the transfer's wait depends on its expiry.
+    assert "correlationId" not in variables
+    assert not set(variables) & {"partyWait", "quoteWait", "statusWait"}
+    assert variables["transferWait"] == "PT40.000S"
     status = await client.get(f"/channel/transfer/{tx}", headers={"Platform-TenantId": "bank-a"})
     assert status.json()["status"] == "RECEIVED"
     assert status.json()["final"] is False
@@ -94,6 +99,7 @@ async def test_same_correlation_id_is_one_payment(
     assert second.status_code == 200
     assert second.json()["transactionId"] == first.json()["transactionId"]
     assert len(started.variables) == 1
+    assert started.variables[0]["correlationId"] == "order-42"
     # The same correlation id in another tenant is another payment.
     other = await client.post(
         "/channel/transfer", json=GOOD, headers={**headers, "Platform-TenantId": "bank-b"}
