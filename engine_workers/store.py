@@ -203,9 +203,21 @@ class PaymentStore:
             "updated_at": now,
         }
 
+        created = Payment(
+            transaction_id=transaction_id,
+            tenant=tenant,
+            correlation_id=correlation_id,
+            direction=direction,
+            status="RECEIVED",
+            reason=None,
+            request=request,
+            created_at=now,
+            updated_at=now,
+        )
+
         def insert(conn: Connection) -> Payment:
             conn.execute(payments.insert().values(**values))
-            return _one(conn, payments.c.transaction_id == transaction_id) or _fail(transaction_id)
+            return created  # what was written: no read-back
 
         try:
             return await self._sql.run(insert), True
@@ -283,11 +295,18 @@ class PaymentStore:
             "created_at": datetime.now(UTC),
         }
 
+        insert = insert_or_ignore(kept_requests, dialect, ["key", "kind"]).values(**values)
+        # PostgreSQL and SQLite say whether the row went in: the first request needs no read-back.
+        returns = dialect in ("postgresql", "sqlite")
+
         def work(conn: Connection) -> dict[str, Any]:
-            conn.execute(insert_or_ignore(kept_requests, dialect, ["key", "kind"]).values(**values))
-            kept: dict[str, Any] = json.loads(
-                conn.execute(select(kept_requests.c.body).where(where)).scalar_one()
-            )
+            if returns:
+                new = conn.execute(insert.returning(kept_requests.c.body)).scalar_one_or_none()
+            else:
+                conn.execute(insert)
+                new = None
+            text = new or conn.execute(select(kept_requests.c.body).where(where)).scalar_one()
+            kept: dict[str, Any] = json.loads(text)
             if status_stmt is not None:
                 conn.execute(status_stmt)
             return kept
