@@ -102,13 +102,17 @@ class EngineDelivery:
         try:
             if by == contract.BUSINESS_KEY:
                 await client.correlate(
-                    message.name, business_key=message.correlation_key, variables=message.variables
+                    message.name,
+                    business_key=message.correlation_key,
+                    variables=message.variables,
+                    transient=contract.TRANSIENT_FLAGS,
                 )
             else:
                 await client.correlate(
                     message.name,
                     correlation_keys={by: message.correlation_key},
                     variables=message.variables,
+                    transient=contract.TRANSIENT_FLAGS,
                 )
         except EngineError as exc:
             raise map_error(engine.name, exc, message) from exc

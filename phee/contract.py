@@ -76,6 +76,12 @@ def callback_variables(
     return {name: {"ok": ok, "body": body, "headers": headers}, f"{name}Ok": ok}
 
 
+#: callback flags read only by the gateway right after the message event, in the correlation's
+#: own transaction (payer party lookup and quote): sent as transient variables, so they cost no
+#: runtime or history rows. A flag a later transaction reads (a conditional event, a task) must
+#: stay a stored variable; so must every flag of a message the payee flow also receives.
+TRANSIENT_FLAGS = frozenset({"partyCallbackOk", "quoteCallbackOk"})
+
 #: variables that hold JSON documents (stored as JSON text in the engine; decoded by the workers)
 JSON_VARIABLES = frozenset(
     {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,9 +299,11 @@ class EngineClient:
         correlation_keys: dict[str, Any] | None = None,
         process_instance_id: str | None = None,
         variables: dict[str, Any] | None = None,
+        transient: Collection[str] = (),
     ) -> None:
         """Deliver `message` to the one execution waiting for it (chosen by business key,
-        correlation keys and/or instance id); `variables` go on the process instance.
+        correlation keys and/or instance id); `variables` go on the process instance, those
+        named in `transient` only for the correlation's own transaction.
         NoMatchingSubscription when nothing waits; Refused when more than one execution matches;
         OptimisticLockConflict retried here."""
         body: dict[str, Any] = {"messageName": message}
@@ -312,7 +314,7 @@ class EngineClient:
         if process_instance_id is not None:
             body["processInstanceId"] = process_instance_id
         if variables:
-            body["processVariables"] = encode_all(variables)
+            body["processVariables"] = encode_all(variables, transient)
         what = f"correlate {message} " + str(business_key or process_instance_id or "")
         async for attempt in self._conflict_retrying():
             with attempt:

@@ -10,7 +10,7 @@ text and equal values encode equally. Decoding gives the plain value back; JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 LONG_MIN = -(2**63)
@@ -41,9 +41,18 @@ def encode(value: Any) -> dict[str, Any]:
     raise TypeError(f"no engine variable type for {type(value).__name__}")
 
 
-def encode_all(variables: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """A mapping of names to Python values as Operaton's variables object."""
-    return {name: encode(value) for name, value in (variables or {}).items()}
+def encode_all(
+    variables: Mapping[str, Any] | None, transient: Collection[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """A mapping of names to Python values as Operaton's variables object.
+
+    Names in `transient` are transient variables: the engine reads them in the transaction that
+    sets them and stores them nowhere (no runtime or history row)."""
+    encoded = {name: encode(value) for name, value in (variables or {}).items()}
+    for name in transient:
+        if name in encoded:
+            encoded[name]["valueInfo"] = {"transient": True}
+    return encoded
 
 
 def decode(typed: Mapping[str, Any]) -> Any:

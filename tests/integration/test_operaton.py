@@ -520,3 +520,60 @@ async def test_correlation_by_a_variable_reads_the_hash_index(
     await client.correlate(
         "callback", correlation_keys={"transferId": wanted}, variables={"transferCallback": "ok"}
     )
+
+
+#: a message catch, then a gateway that reads a flag the correlation brings
+FLAG_MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"
+             xmlns:operaton="http://operaton.org/schema/1.0/bpmn"
+             xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+             id="flagDefinitions" targetNamespace="http://phee.local/test">
+  <message id="msgAnswer" name="answer"/>
+  <process id="phee_flag_test" isExecutable="true" operaton:historyTimeToLive="P1D">
+    <startEvent id="start"/>
+    <sequenceFlow id="toWait" sourceRef="start" targetRef="wait"/>
+    <intermediateCatchEvent id="wait">
+      <messageEventDefinition messageRef="msgAnswer"/>
+    </intermediateCatchEvent>
+    <sequenceFlow id="toGate" sourceRef="wait" targetRef="gate"/>
+    <exclusiveGateway id="gate" default="toNo"/>
+    <sequenceFlow id="toYes" sourceRef="gate" targetRef="yes">
+      <conditionExpression xsi:type="tFormalExpression">${answerOk}</conditionExpression>
+    </sequenceFlow>
+    <sequenceFlow id="toNo" sourceRef="gate" targetRef="no"/>
+    <serviceTask id="yes" operaton:type="external" operaton:topic="phee-flag-yes"/>
+    <serviceTask id="no" operaton:type="external" operaton:topic="phee-flag-no"/>
+  </process>
+</definitions>
+"""
+
+
+@pytest.mark.parametrize("ok", [True, False])
+async def test_a_transient_flag_steers_the_gateway_and_is_stored_nowhere(
+    client: EngineClient, ok: bool
+) -> None:
+    """What the router does with the payer's party and quote flags (contract.TRANSIENT_FLAGS)."""
+    await client.deploy("phee-flag-test", {"flag-test.bpmn": FLAG_MODEL})
+    bk = key()
+    pid = await client.start("phee_flag_test", business_key=bk, variables={})
+    await client.correlate(
+        "answer",
+        business_key=bk,
+        variables={"answer": {"ok": ok}, "answerOk": ok},
+        transient={"answerOk"},
+    )
+    topic = "phee-flag-yes" if ok else "phee-flag-no"
+
+    async def taken() -> list[ExternalTask] | None:
+        tasks = await client.fetch_and_lock(
+            "w-flag",
+            [TopicRequest(topic, 30_000, None, business_key=bk)],
+            max_tasks=1,
+            async_response_timeout_ms=1_000,
+        )
+        return tasks or None
+
+    (task,) = await apoll(taken, what=f"the {topic} task of {bk}", deadline_s=30)
+    assert task.process_instance_id == pid
+    stored = await client.get_variables(pid)
+    assert stored == {"answer": '{"ok":' + ("true" if ok else "false") + "}"}

@@ -113,3 +113,14 @@ def test_process_keys_of_bpmn_files() -> None:
         b'<process id="c"/></definitions>'
     )
     assert process_keys({"x.bpmn": model, "notes.txt": b"not xml"}) == ["a", "c"]
+
+
+def test_transient_names_are_marked_and_only_those() -> None:
+    encoded = encode_all({"answerOk": True, "answer": {"ok": True}}, transient={"answerOk", "gone"})
+    assert encoded["answerOk"] == {
+        "value": True,
+        "type": "Boolean",
+        "valueInfo": {"transient": True},
+    }
+    assert encoded["answer"] == {"value": '{"ok":true}', "type": "String"}
+    assert "gone" not in encoded  # a transient name without a value adds nothing
