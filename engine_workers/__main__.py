@@ -22,6 +22,7 @@ from engine_workers.registration import Tasks
 from engine_workers.runtime import Runtime
 from engine_workers.settings import EngineSettings
 from engine_workers.starting import EngineStarts, PayerStarts, unstarted_cutoff, utcnow
+from phee import contract
 from phee.engine import EngineClient, EngineError, TaskWorker
 from phee.service import load_settings, uvicorn_config
 
@@ -82,7 +83,7 @@ async def run(settings: EngineSettings) -> None:
         lock_ms_by_topic=tasks.lock_ms(),
     )
     working = asyncio.create_task(worker.run())
-    starts = EngineStarts(engine)
+    starts = EngineStarts(engine, await engine.latest_definition_id(contract.PAYER_TRANSFER))
     stop_sweeping = asyncio.Event()
     sweeping = asyncio.create_task(sweep_unstarted(rt, starts, stop_sweeping))
 

@@ -38,14 +38,22 @@ class PayerStarts(Protocol):
 
 
 class EngineStarts:
-    """`PayerStarts` over the engine's REST API."""
+    """`PayerStarts` over the engine's REST API.
 
-    def __init__(self, engine: EngineClient) -> None:
+    `definition_id`: the payer definition this process deployed; its payments start on exactly
+    that version (its waits, its tasks), whatever another replica deployed since, and the
+    engine skips looking the latest version up on every start. None: the latest version."""
+
+    def __init__(self, engine: EngineClient, definition_id: str | None = None) -> None:
         self._engine = engine
+        self._definition_id = definition_id
 
     async def start(self, business_key: str, variables: dict[str, Any]) -> None:
         await self._engine.start(
-            contract.PAYER_TRANSFER, business_key=business_key, variables=variables
+            contract.PAYER_TRANSFER,
+            business_key=business_key,
+            variables=variables,
+            definition_id=self._definition_id,
         )
 
     async def known(self, business_key: str) -> bool:

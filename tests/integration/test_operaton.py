@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import psycopg
 import pytest
 
@@ -25,6 +26,7 @@ from phee.engine import (
     ExternalTask,
     Failure,
     NoMatchingSubscription,
+    NotFound,
     TaskWorker,
     TopicRequest,
 )
@@ -577,3 +579,27 @@ async def test_a_transient_flag_steers_the_gateway_and_is_stored_nowhere(
     assert task.process_instance_id == pid
     stored = await client.get_variables(pid)
     assert stored == {"answer": '{"ok":' + ("true" if ok else "false") + "}"}
+
+
+async def test_a_start_on_a_definition_id_keeps_that_version(
+    client: EngineClient, engine: RunningEngine
+) -> None:
+    """What each worker process does: start its payments on the definition it deployed, even
+    after another version of the process was deployed."""
+    await client.deploy("phee-flag-test", {"flag-test.bpmn": FLAG_MODEL})
+    mine = await client.latest_definition_id("phee_flag_test")
+    newer = FLAG_MODEL.replace(b'id="no"', b'id="no" name="no (newer)"')
+    await client.deploy("phee-flag-test", {"flag-test.bpmn": newer})
+    latest = await client.latest_definition_id("phee_flag_test")
+    assert latest != mine
+    pinned = await client.start(
+        "phee_flag_test", business_key=key(), variables={}, definition_id=mine
+    )
+    unpinned = await client.start("phee_flag_test", business_key=key(), variables={})
+    async with httpx.AsyncClient(base_url=engine.rest_urls[0]) as rest:
+        first = (await rest.get(f"/process-instance/{pinned}")).json()
+        second = (await rest.get(f"/process-instance/{unpinned}")).json()
+    assert first["definitionId"] == mine
+    assert second["definitionId"] == latest
+    with pytest.raises(NotFound):
+        await client.latest_definition_id("phee_no_such_process")
