@@ -7,6 +7,9 @@ each other in a cycle) and writes entries whose legs sum to zero. A repeat finds
 row and returns the stored answer (or 3106 when the content differs); a concurrent twin blocks
 on the unique key until the first commits, fails, and reads the answer back. Only successes
 are stored: a refused operation (4001, unknown party, ...) leaves no trace and may be retried.
+
+The statements of the money operations are built once (here and in `books`) with named
+parameters; per call only the parameter values change.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.engine import Connection
 
 from doubles.reference_ams import books
@@ -54,6 +57,21 @@ from phee.sql import SqlError, SqlIntegrityError, transaction
 _ATTEMPTS = 8
 log = logging.getLogger("doubles.reference_ams.ledger")
 T = TypeVar("T")
+
+_OPERATION_KEY = (ops.c.transaction_id == bindparam("tx")) & (ops.c.operation == bindparam("op"))
+#: a stored operation: its request fingerprint and its answer
+_CLAIMED = select(ops.c.request_hash, ops.c.response).where(_OPERATION_KEY)
+_CLAIM = ops.insert()
+_ANSWER = ops.update().where(_OPERATION_KEY).values(response=bindparam("body"))
+_NEW_HOLD = holds.insert()
+_HOLD_ACCOUNT = select(holds.c.account_id).where(holds.c.transaction_id == bindparam("tx"))
+_ACCOUNT_LOCKED = select(accounts).where(accounts.c.id == bindparam("account_id")).with_for_update()
+_HOLD_LOCKED = select(holds).where(holds.c.transaction_id == bindparam("tx")).with_for_update()
+_FINISH_HOLD = (
+    holds.update()
+    .where(holds.c.transaction_id == bindparam("tx"))
+    .values(state=bindparam("target"), updated=bindparam("at"))
+)
 
 
 class Ledger:
@@ -105,10 +123,10 @@ class Ledger:
     ) -> Outcome:
         """Run a money operation once per (transactionId, op); repeats get the first answer."""
         fingerprint = digest(request)
-        key = (ops.c.transaction_id == transaction_id) & (ops.c.operation == op)
+        key = {"tx": transaction_id, "op": op}
 
         def attempt(conn: Connection) -> Outcome:
-            stored = conn.execute(select(ops.c.request_hash, ops.c.response).where(key)).first()
+            stored = conn.execute(_CLAIMED, key).first()
             if stored is not None:
                 if stored.request_hash != fingerprint:
                     raise LedgerError(
@@ -116,17 +134,16 @@ class Ledger:
                     )
                 return Outcome(json.loads(stored.response), replayed=True)
             moment = now()
-            conn.execute(  # the claim: a concurrent twin waits here, then fails on the key
-                ops.insert().values(
-                    transaction_id=transaction_id,
-                    operation=op,
-                    request_hash=fingerprint,
-                    response="",
-                    created=moment,
-                )
-            )
+            claim = {
+                "transaction_id": transaction_id,
+                "operation": op,
+                "request_hash": fingerprint,
+                "response": "",
+                "created": moment,
+            }
+            conn.execute(_CLAIM, claim)  # a concurrent twin waits here, then fails on the key
             body = work(conn, moment)
-            conn.execute(ops.update().where(key).values(response=json.dumps(body)))
+            conn.execute(_ANSWER, {**key, "body": json.dumps(body)})
             return Outcome(body, replayed=False)
 
         for _ in range(_ATTEMPTS):
@@ -237,17 +254,16 @@ class Ledger:
                 raise LedgerError(
                     422, "4001", f"available {from_minor(available, currency)} {currency}"
                 )
-            conn.execute(
-                holds.insert().values(
-                    transaction_id=transaction_id,
-                    account_id=account.id,
-                    currency=currency,
-                    amount=minor,
-                    state=BLOCKED,
-                    created=at,
-                    updated=at,
-                )
-            )
+            hold = {
+                "transaction_id": transaction_id,
+                "account_id": account.id,
+                "currency": currency,
+                "amount": minor,
+                "state": BLOCKED,
+                "created": at,
+                "updated": at,
+            }
+            conn.execute(_NEW_HOLD, hold)
             books.change_held(conn, account.id, minor)
             return books.hold_body(transaction_id, payer, minor, currency, BLOCKED, at)
 
@@ -270,14 +286,12 @@ class Ledger:
         self, transaction_id: str, target: str
     ) -> Callable[[Connection, datetime], dict[str, Any]]:
         def work(conn: Connection, at: datetime) -> dict[str, Any]:
-            where = holds.c.transaction_id == transaction_id
-            first = conn.execute(select(holds.c.account_id).where(where)).first()
+            key = {"tx": transaction_id}
+            first = conn.execute(_HOLD_ACCOUNT, key).first()
             if first is None:
                 raise LedgerError(404, "3208", f"nothing was blocked for {transaction_id}")
-            payer = conn.execute(
-                select(accounts).where(accounts.c.id == first.account_id).with_for_update()
-            ).one()
-            hold = conn.execute(select(holds).where(where).with_for_update()).one()
+            payer = conn.execute(_ACCOUNT_LOCKED, {"account_id": first.account_id}).one()
+            hold = conn.execute(_HOLD_LOCKED, key).one()
             if hold.state != BLOCKED:
                 raise LedgerError(409, "3000", f"{transaction_id} is {hold.state}, not {BLOCKED}")
             if target == BOOKED:
@@ -285,7 +299,7 @@ class Ledger:
                 legs = [(payer.id, -hold.amount), (settlement.id, hold.amount)]
                 books.post(conn, transaction_id, BOOK, hold.currency, legs, at)
             books.change_held(conn, payer.id, -hold.amount)
-            conn.execute(holds.update().where(where).values(state=target, updated=at))
+            conn.execute(_FINISH_HOLD, {**key, "target": target, "at": at})
             party = Party(payer.party_id_type, payer.party_identifier)
             return books.hold_body(transaction_id, party, hold.amount, hold.currency, target, at)
 
