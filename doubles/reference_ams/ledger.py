@@ -119,9 +119,14 @@ class Ledger:
         op: str,
         transaction_id: str,
         request: dict[str, Any],
-        work: Callable[[Connection, datetime], dict[str, Any]],
+        work: Callable[[Connection, datetime], dict[str, Any] | None],
+        answer: Callable[[datetime], dict[str, Any]] | None = None,
     ) -> Outcome:
-        """Run a money operation once per (transactionId, op); repeats get the first answer."""
+        """Run a money operation once per (transactionId, op); repeats get the first answer.
+
+        `work` returns the answer, unless `answer` gives it before the work (when it does not
+        depend on what the work finds): the claim row is then written with the answer, saving
+        the update after the work; it is stored only if the work succeeds, like any other."""
         fingerprint = digest(request)
         key = {"tx": transaction_id, "op": op}
 
@@ -134,15 +139,20 @@ class Ledger:
                     )
                 return Outcome(json.loads(stored.response), replayed=True)
             moment = now()
+            known = None if answer is None else answer(moment)
             claim = {
                 "transaction_id": transaction_id,
                 "operation": op,
                 "request_hash": fingerprint,
-                "response": "",
+                "response": "" if known is None else json.dumps(known),
                 "created": moment,
             }
             conn.execute(_CLAIM, claim)  # a concurrent twin waits here, then fails on the key
             body = work(conn, moment)
+            if known is not None:
+                return Outcome(known, replayed=False)
+            if body is None:
+                raise AssertionError(f"{op} work gave no answer")
             conn.execute(_ANSWER, {**key, "body": json.dumps(body)})
             return Outcome(body, replayed=False)
 
@@ -247,7 +257,10 @@ class Ledger:
         check_party(payer, "payer")
         minor = minor_units(amount, currency, "amount.amount")
 
-        def work(conn: Connection, at: datetime) -> dict[str, Any]:
+        def answer(at: datetime) -> dict[str, Any]:
+            return books.hold_body(transaction_id, payer, minor, currency, BLOCKED, at)
+
+        def work(conn: Connection, at: datetime) -> None:
             account = books.customer(conn, payer, currency, "4103", lock=True)
             available = account.balance - account.held
             if minor > available:
@@ -265,10 +278,9 @@ class Ledger:
             }
             conn.execute(_NEW_HOLD, hold)
             books.change_held(conn, account.id, minor)
-            return books.hold_body(transaction_id, payer, minor, currency, BLOCKED, at)
 
         request = {"payer": payer.info(), "amount": money(minor, currency)}
-        return self._operation(BLOCK, transaction_id, request, work)
+        return self._operation(BLOCK, transaction_id, request, work, answer)
 
     def book(self, transaction_id: str) -> Outcome:
         """Debit the payer by the blocked amount, against the settlement account."""
@@ -311,11 +323,7 @@ class Ledger:
         check_party(payee, "payee")
         minor = minor_units(amount, currency, "amount.amount")
 
-        def work(conn: Connection, at: datetime) -> dict[str, Any]:
-            account = books.customer(conn, payee, currency, "5106", lock=True)
-            settlement = books.lock_system(conn, SETTLEMENT, currency, at)
-            legs = [(settlement.id, -minor), (account.id, minor)]
-            books.post(conn, transaction_id, CREDIT, currency, legs, at)
+        def answer(at: datetime) -> dict[str, Any]:
             return {
                 "transactionId": transaction_id,
                 "state": CREDITED,
@@ -324,8 +332,14 @@ class Ledger:
                 "creditedAt": iso(at),
             }
 
+        def work(conn: Connection, at: datetime) -> None:
+            account = books.customer(conn, payee, currency, "5106", lock=True)
+            settlement = books.lock_system(conn, SETTLEMENT, currency, at)
+            legs = [(settlement.id, -minor), (account.id, minor)]
+            books.post(conn, transaction_id, CREDIT, currency, legs, at)
+
         request = {"payee": payee.info(), "amount": money(minor, currency)}
-        return self._operation(CREDIT, transaction_id, request, work)
+        return self._operation(CREDIT, transaction_id, request, work, answer)
 
     # -- reports --------------------------------------------------------------------------
 
