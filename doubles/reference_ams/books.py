@@ -9,6 +9,7 @@ and its cache key on every call cost more CPU than running it on SQLite.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +63,13 @@ _MOVE_BALANCE = (
     accounts.update()
     .where(accounts.c.id == bindparam("account_id"))
     .values(balance=accounts.c.balance + bindparam("amount"))
+)
+_MOVE_BALANCE_AND_HELD = (
+    accounts.update()
+    .where(accounts.c.id == bindparam("account_id"))
+    .values(
+        balance=accounts.c.balance + bindparam("amount"), held=accounts.c.held + bindparam("delta")
+    )
 )
 _MOVE_HELD = (
     accounts.update()
@@ -128,10 +136,17 @@ def post(
     currency: str,
     legs: list[tuple[int, int]],
     at: datetime,
+    held: Mapping[int, int] | None = None,
 ) -> None:
-    """Write one entry per (account id, signed minor amount) and move the cached balances."""
+    """Write one entry per (account id, signed minor amount) and move the cached balances.
+
+    `held` (by account id) moves held amounts of the legs' accounts in the same row updates
+    (a hold that turns into entries), rather than with a `change_held` each."""
     if sum(amount for _, amount in legs) != 0:
         raise AssertionError(f"unbalanced legs {legs}")
+    held = held or {}
+    if not held.keys() <= {account_id for account_id, _ in legs}:
+        raise AssertionError(f"held {held} moves accounts that are not among the legs {legs}")
     conn.execute(
         _NEW_ENTRY,
         [
@@ -147,7 +162,11 @@ def post(
         ],
     )
     for account_id, amount in legs:
-        conn.execute(_MOVE_BALANCE, {"account_id": account_id, "amount": amount})
+        if account_id in held:
+            move = {"account_id": account_id, "amount": amount, "delta": held[account_id]}
+            conn.execute(_MOVE_BALANCE_AND_HELD, move)
+        else:
+            conn.execute(_MOVE_BALANCE, {"account_id": account_id, "amount": amount})
 
 
 def change_held(conn: Connection, account_id: int, delta: int) -> None:

@@ -309,8 +309,10 @@ class Ledger:
             if target == BOOKED:
                 settlement = books.lock_system(conn, SETTLEMENT, hold.currency, at)
                 legs = [(payer.id, -hold.amount), (settlement.id, hold.amount)]
-                books.post(conn, transaction_id, BOOK, hold.currency, legs, at)
-            books.change_held(conn, payer.id, -hold.amount)
+                release = {payer.id: -hold.amount}  # the hold ends with the payer's entry
+                books.post(conn, transaction_id, BOOK, hold.currency, legs, at, release)
+            else:
+                books.change_held(conn, payer.id, -hold.amount)
             conn.execute(_FINISH_HOLD, {**key, "target": target, "at": at})
             party = Party(payer.party_id_type, payer.party_identifier)
             return books.hold_body(transaction_id, party, hold.amount, hold.currency, target, at)
