@@ -58,6 +58,8 @@ _ATTEMPTS = 8
 log = logging.getLogger("doubles.reference_ams.ledger")
 T = TypeVar("T")
 
+#: the fingerprint of the operations that carry no content (book, release)
+_NO_CONTENT = digest({})
 _OPERATION_KEY = (ops.c.transaction_id == bindparam("tx")) & (ops.c.operation == bindparam("op"))
 #: a stored operation: its request fingerprint and its answer
 _CLAIMED = select(ops.c.request_hash, ops.c.response).where(_OPERATION_KEY)
@@ -127,7 +129,7 @@ class Ledger:
         `work` returns the answer, unless `answer` gives it before the work (when it does not
         depend on what the work finds): the claim row is then written with the answer, saving
         the update after the work; it is stored only if the work succeeds, like any other."""
-        fingerprint = digest(request)
+        fingerprint = digest(request) if request else _NO_CONTENT
         key = {"tx": transaction_id, "op": op}
 
         def attempt(conn: Connection) -> Outcome:
