@@ -13,6 +13,14 @@ Two layers, measured in interleaved blocks so drift hits both alike:
   and the log lines.
 
     uv run --frozen python benchmarks/ams_ops.py [--payments 2000] [--blocks 4] [--payers 20]
+
+To measure another commit's AMS with this same script, put that commit's tree first on the path:
+
+    git archive <commit> | tar -x -C /tmp/ams-old
+    PYTHONPATH=/tmp/ams-old uv run --frozen python benchmarks/ams_ops.py
+
+The figure moves with other load on the machine (shared caches, clock); compare runs made
+alternately, and the `min` column (the quietest block) before the median.
 """
 
 from __future__ import annotations
