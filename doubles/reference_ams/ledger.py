@@ -7,6 +7,9 @@ each other in a cycle) and writes entries whose legs sum to zero. A repeat finds
 row and returns the stored answer (or 3106 when the content differs); a concurrent twin blocks
 on the unique key until the first commits, fails, and reads the answer back. Only successes
 are stored: a refused operation (4001, unknown party, ...) leaves no trace and may be retried.
+
+The statements of the money operations are built once (here and in `books`) with named
+parameters; per call only the parameter values change.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.engine import Connection
 
 from doubles.reference_ams import books
@@ -54,6 +57,23 @@ from phee.sql import SqlError, SqlIntegrityError, transaction
 _ATTEMPTS = 8
 log = logging.getLogger("doubles.reference_ams.ledger")
 T = TypeVar("T")
+
+#: the fingerprint of the operations that carry no content (book, release)
+_NO_CONTENT = digest({})
+_OPERATION_KEY = (ops.c.transaction_id == bindparam("tx")) & (ops.c.operation == bindparam("op"))
+#: a stored operation: its request fingerprint and its answer
+_CLAIMED = select(ops.c.request_hash, ops.c.response).where(_OPERATION_KEY)
+_CLAIM = ops.insert()
+_ANSWER = ops.update().where(_OPERATION_KEY).values(response=bindparam("body"))
+_NEW_HOLD = holds.insert()
+_HOLD_ACCOUNT = select(holds.c.account_id).where(holds.c.transaction_id == bindparam("tx"))
+_ACCOUNT_LOCKED = select(accounts).where(accounts.c.id == bindparam("account_id")).with_for_update()
+_HOLD_LOCKED = select(holds).where(holds.c.transaction_id == bindparam("tx")).with_for_update()
+_FINISH_HOLD = (
+    holds.update()
+    .where(holds.c.transaction_id == bindparam("tx"))
+    .values(state=bindparam("target"), updated=bindparam("at"))
+)
 
 
 class Ledger:
@@ -101,14 +121,19 @@ class Ledger:
         op: str,
         transaction_id: str,
         request: dict[str, Any],
-        work: Callable[[Connection, datetime], dict[str, Any]],
+        work: Callable[[Connection, datetime], dict[str, Any] | None],
+        answer: Callable[[datetime], dict[str, Any]] | None = None,
     ) -> Outcome:
-        """Run a money operation once per (transactionId, op); repeats get the first answer."""
-        fingerprint = digest(request)
-        key = (ops.c.transaction_id == transaction_id) & (ops.c.operation == op)
+        """Run a money operation once per (transactionId, op); repeats get the first answer.
+
+        `work` returns the answer, unless `answer` gives it before the work (when it does not
+        depend on what the work finds): the claim row is then written with the answer, saving
+        the update after the work; it is stored only if the work succeeds, like any other."""
+        fingerprint = digest(request) if request else _NO_CONTENT
+        key = {"tx": transaction_id, "op": op}
 
         def attempt(conn: Connection) -> Outcome:
-            stored = conn.execute(select(ops.c.request_hash, ops.c.response).where(key)).first()
+            stored = conn.execute(_CLAIMED, key).first()
             if stored is not None:
                 if stored.request_hash != fingerprint:
                     raise LedgerError(
@@ -116,17 +141,21 @@ class Ledger:
                     )
                 return Outcome(json.loads(stored.response), replayed=True)
             moment = now()
-            conn.execute(  # the claim: a concurrent twin waits here, then fails on the key
-                ops.insert().values(
-                    transaction_id=transaction_id,
-                    operation=op,
-                    request_hash=fingerprint,
-                    response="",
-                    created=moment,
-                )
-            )
+            known = None if answer is None else answer(moment)
+            claim = {
+                "transaction_id": transaction_id,
+                "operation": op,
+                "request_hash": fingerprint,
+                "response": "" if known is None else json.dumps(known),
+                "created": moment,
+            }
+            conn.execute(_CLAIM, claim)  # a concurrent twin waits here, then fails on the key
             body = work(conn, moment)
-            conn.execute(ops.update().where(key).values(response=json.dumps(body)))
+            if known is not None:
+                return Outcome(known, replayed=False)
+            if body is None:
+                raise AssertionError(f"{op} work gave no answer")
+            conn.execute(_ANSWER, {**key, "body": json.dumps(body)})
             return Outcome(body, replayed=False)
 
         for _ in range(_ATTEMPTS):
@@ -230,29 +259,30 @@ class Ledger:
         check_party(payer, "payer")
         minor = minor_units(amount, currency, "amount.amount")
 
-        def work(conn: Connection, at: datetime) -> dict[str, Any]:
+        def answer(at: datetime) -> dict[str, Any]:
+            return books.hold_body(transaction_id, payer, minor, currency, BLOCKED, at)
+
+        def work(conn: Connection, at: datetime) -> None:
             account = books.customer(conn, payer, currency, "4103", lock=True)
             available = account.balance - account.held
             if minor > available:
                 raise LedgerError(
                     422, "4001", f"available {from_minor(available, currency)} {currency}"
                 )
-            conn.execute(
-                holds.insert().values(
-                    transaction_id=transaction_id,
-                    account_id=account.id,
-                    currency=currency,
-                    amount=minor,
-                    state=BLOCKED,
-                    created=at,
-                    updated=at,
-                )
-            )
+            hold = {
+                "transaction_id": transaction_id,
+                "account_id": account.id,
+                "currency": currency,
+                "amount": minor,
+                "state": BLOCKED,
+                "created": at,
+                "updated": at,
+            }
+            conn.execute(_NEW_HOLD, hold)
             books.change_held(conn, account.id, minor)
-            return books.hold_body(transaction_id, payer, minor, currency, BLOCKED, at)
 
         request = {"payer": payer.info(), "amount": money(minor, currency)}
-        return self._operation(BLOCK, transaction_id, request, work)
+        return self._operation(BLOCK, transaction_id, request, work, answer)
 
     def book(self, transaction_id: str) -> Outcome:
         """Debit the payer by the blocked amount, against the settlement account."""
@@ -270,22 +300,22 @@ class Ledger:
         self, transaction_id: str, target: str
     ) -> Callable[[Connection, datetime], dict[str, Any]]:
         def work(conn: Connection, at: datetime) -> dict[str, Any]:
-            where = holds.c.transaction_id == transaction_id
-            first = conn.execute(select(holds.c.account_id).where(where)).first()
+            key = {"tx": transaction_id}
+            first = conn.execute(_HOLD_ACCOUNT, key).first()
             if first is None:
                 raise LedgerError(404, "3208", f"nothing was blocked for {transaction_id}")
-            payer = conn.execute(
-                select(accounts).where(accounts.c.id == first.account_id).with_for_update()
-            ).one()
-            hold = conn.execute(select(holds).where(where).with_for_update()).one()
+            payer = conn.execute(_ACCOUNT_LOCKED, {"account_id": first.account_id}).one()
+            hold = conn.execute(_HOLD_LOCKED, key).one()
             if hold.state != BLOCKED:
                 raise LedgerError(409, "3000", f"{transaction_id} is {hold.state}, not {BLOCKED}")
             if target == BOOKED:
                 settlement = books.lock_system(conn, SETTLEMENT, hold.currency, at)
                 legs = [(payer.id, -hold.amount), (settlement.id, hold.amount)]
-                books.post(conn, transaction_id, BOOK, hold.currency, legs, at)
-            books.change_held(conn, payer.id, -hold.amount)
-            conn.execute(holds.update().where(where).values(state=target, updated=at))
+                release = {payer.id: -hold.amount}  # the hold ends with the payer's entry
+                books.post(conn, transaction_id, BOOK, hold.currency, legs, at, release)
+            else:
+                books.change_held(conn, payer.id, -hold.amount)
+            conn.execute(_FINISH_HOLD, {**key, "target": target, "at": at})
             party = Party(payer.party_id_type, payer.party_identifier)
             return books.hold_body(transaction_id, party, hold.amount, hold.currency, target, at)
 
@@ -297,11 +327,7 @@ class Ledger:
         check_party(payee, "payee")
         minor = minor_units(amount, currency, "amount.amount")
 
-        def work(conn: Connection, at: datetime) -> dict[str, Any]:
-            account = books.customer(conn, payee, currency, "5106", lock=True)
-            settlement = books.lock_system(conn, SETTLEMENT, currency, at)
-            legs = [(settlement.id, -minor), (account.id, minor)]
-            books.post(conn, transaction_id, CREDIT, currency, legs, at)
+        def answer(at: datetime) -> dict[str, Any]:
             return {
                 "transactionId": transaction_id,
                 "state": CREDITED,
@@ -310,8 +336,14 @@ class Ledger:
                 "creditedAt": iso(at),
             }
 
+        def work(conn: Connection, at: datetime) -> None:
+            account = books.customer(conn, payee, currency, "5106", lock=True)
+            settlement = books.lock_system(conn, SETTLEMENT, currency, at)
+            legs = [(settlement.id, -minor), (account.id, minor)]
+            books.post(conn, transaction_id, CREDIT, currency, legs, at)
+
         request = {"payee": payee.info(), "amount": money(minor, currency)}
-        return self._operation(CREDIT, transaction_id, request, work)
+        return self._operation(CREDIT, transaction_id, request, work, answer)
 
     # -- reports --------------------------------------------------------------------------
 
