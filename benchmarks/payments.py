@@ -26,12 +26,14 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 
 from harness import stack
 from harness.components import Running
-from harness.components.operaton import start_engine
+from harness.components.operaton import ENGINE_DB, start_engine
 from phee.httpclient import async_client
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,6 +62,26 @@ def cpu_seconds(pid: int) -> float:
         if int(cf[1]) == pid:
             total += int(cf[11]) + int(cf[12])
     return total / TICKS
+
+
+#: pg_stat_statements in the engine's PostgreSQL (`--statements`)
+STATEMENTS = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track_planning": "on",
+}
+TOP_STATEMENTS = """select calls, total_exec_time, total_plan_time,
+                          left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+                   from pg_stat_statements
+                   where dbid = (select oid from pg_database where datname = %s)
+                   order by total_exec_time + total_plan_time desc limit %s"""
+
+
+def _sql(port: int, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement in the engine's database; its rows (if it returns any)."""
+    conninfo = f"host=127.0.0.1 port={port} user=postgres dbname={ENGINE_DB}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
 
 
 def machine_speed() -> float:
@@ -203,11 +225,22 @@ def main() -> None:
         help="the workers' PHEE_ENGINE_MAX_OPEN_PAYMENTS: the channel refuses (503) new "
         "payments while this many are open (0: no limit); refusals are counted, not retried",
     )
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the engine database's N costliest statements of the measured window "
+        "(pg_stat_statements, reset when the window starts: a warm engine's plans and stats, "
+        "not the first minute's before autovacuum has analysed anything)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="phee-bench-") as tmp:
         workdir = Path(tmp)
-        engine = start_engine(workdir, "engine-a", args.nodes)
+        engine = start_engine(
+            workdir, "engine-a", args.nodes, pg_settings=STATEMENTS if args.statements else None
+        )
         payments = None
         try:
             payments = stack.start(
@@ -232,11 +265,19 @@ def main() -> None:
                 warm += settle_jit(channel, warm_rate, nodes, args.jit_settle)
             asyncio.run(outcomes(channel, warm, 180))
 
+            if args.statements:
+                _sql(engine.sql_port, "create extension if not exists pg_stat_statements")
+                _sql(engine.sql_port, "select pg_stat_statements_reset()")
             cpu_before = {r.name: cpu_seconds(r.pid) for r in procs}
             t0 = time.time()
             ids, refused = asyncio.run(offer(channel, args.rate, args.duration))
             final = asyncio.run(outcomes(channel, ids, 180))
             cpu = {r.name: cpu_seconds(r.pid) - cpu_before[r.name] for r in procs}
+            costliest = (
+                _sql(engine.sql_port, TOP_STATEMENTS, (ENGINE_DB, args.statements))
+                if args.statements
+                else []
+            )
         finally:
             if payments is not None:
                 payments.stop()
@@ -284,6 +325,11 @@ def main() -> None:
         f"  {'all':<18} {per_payment:7.1f} ms  "
         f"(so 2 cores bound us near {2000 / max(per_payment, 1e-9):.0f} payments/s)"
     )
+    if costliest:
+        print("engine database, costliest statements of the window (per completed payment):")
+        print("  calls  exec ms  plan ms  statement")
+        for calls, exec_ms, plan_ms, text in costliest:
+            print(f"  {calls / n:5.2f} {exec_ms / n:8.2f} {plan_ms / n:8.2f}  {text}")
 
 
 if __name__ == "__main__":
