@@ -89,7 +89,13 @@ MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
     component = Operaton()
     component.fetch()  # builds engine/ on the first run: a failed build fails the module
-    started = start_engine(tmp_path_factory.mktemp("operaton"), "operaton", nodes=1)
+    # pg_stat_statements shows what the engine's sessions ran (their first SET included)
+    started = start_engine(
+        tmp_path_factory.mktemp("operaton"),
+        "operaton",
+        nodes=1,
+        pg_settings={"shared_preload_libraries": "pg_stat_statements"},
+    )
     STARTED.extend([started.postgres, started.running()])
     print(f"engine ready in {started.ready_s[0]:.1f} s, RSS {started.rss_mb()[0]:.0f} MB")
     try:
@@ -603,3 +609,31 @@ async def test_a_start_on_a_definition_id_keeps_that_version(
     assert second["definitionId"] == latest
     with pytest.raises(NotFound):
         await client.latest_definition_id("phee_no_such_process")
+
+
+async def test_every_engine_connection_asks_for_generic_plans(
+    client: EngineClient, engine: RunningEngine
+) -> None:
+    """Decision 0024: the pool's connections run `SET plan_cache_mode TO force_generic_plan`
+    first (Hikari's connection-init-sql), so the engine's statements are not planned anew on
+    every execution. The setting is the engine sessions' own, not the database's."""
+    await client.start(PROCESS, business_key=key(), variables={})  # the pool is in use
+    dsn = f"host=127.0.0.1 port={engine.sql_port} user=postgres dbname={ENGINE_DB}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create extension if not exists pg_stat_statements")
+        row = conn.execute(
+            "select coalesce(sum(calls), 0) from pg_stat_statements where query ilike %s"
+            " and dbid = (select oid from pg_database where datname = %s)",
+            ("SET plan_cache_mode TO force_generic_plan", ENGINE_DB),
+        ).fetchone()
+        connections = conn.execute(
+            "select count(*) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            (ENGINE_DB,),
+        ).fetchone()
+        mine = conn.execute("show plan_cache_mode").fetchone()
+    assert row is not None
+    assert connections is not None
+    assert mine is not None
+    assert connections[0] >= 1
+    assert row[0] >= connections[0]  # every open connection of the pool ran it
+    assert mine[0] == "auto"  # other sessions keep PostgreSQL's default
