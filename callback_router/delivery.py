@@ -99,21 +99,15 @@ class EngineDelivery:
     async def publish(self, engine: EngineInfo, message: Publish) -> None:
         client = await self._client(engine)
         by = contract.CORRELATE_BY[message.name]
+        by_key = by == contract.BUSINESS_KEY
         try:
-            if by == contract.BUSINESS_KEY:
-                await client.correlate(
-                    message.name,
-                    business_key=message.correlation_key,
-                    variables=message.variables,
-                    transient=contract.TRANSIENT_FLAGS,
-                )
-            else:
-                await client.correlate(
-                    message.name,
-                    correlation_keys={by: message.correlation_key},
-                    variables=message.variables,
-                    transient=contract.TRANSIENT_FLAGS,
-                )
+            await client.correlate(
+                message.name,
+                business_key=message.correlation_key if by_key else None,
+                correlation_keys=None if by_key else {by: message.correlation_key},
+                variables=message.variables,
+                transient=contract.TRANSIENT_FLAGS,
+            )
         except EngineError as exc:
             raise map_error(engine.name, exc, message) from exc
 

@@ -17,7 +17,7 @@ Two more guarantees live here because they need a unique key the engine does not
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,30 +190,8 @@ class PaymentStore:
         request: dict[str, Any],
     ) -> tuple[Payment, bool]:
         """Record a new payment; with a known correlation id, return the existing one."""
-        now = datetime.now(UTC)
-        values = {
-            "transaction_id": transaction_id,
-            "tenant": tenant,
-            "correlation_id": correlation_id,
-            "direction": direction,
-            "status": "RECEIVED",
-            "reason": None,
-            "request": json.dumps(request, sort_keys=True),
-            "created_at": now,
-            "updated_at": now,
-        }
-
-        created = Payment(
-            transaction_id=transaction_id,
-            tenant=tenant,
-            correlation_id=correlation_id,
-            direction=direction,
-            status="RECEIVED",
-            reason=None,
-            request=request,
-            created_at=now,
-            updated_at=now,
-        )
+        created = _received(transaction_id, tenant, correlation_id, direction, request)
+        values = _columns(created)
 
         def insert(conn: Connection) -> Payment:
             conn.execute(payments.insert().values(**values))
@@ -234,18 +212,7 @@ class PaymentStore:
         self, transaction_id: str, *, tenant: str, direction: str, request: dict[str, Any]
     ) -> Payment:
         """The payment `transaction_id`, recorded now if it is not yet (a retried job's way)."""
-        now = datetime.now(UTC)
-        values = {
-            "transaction_id": transaction_id,
-            "tenant": tenant,
-            "correlation_id": None,
-            "direction": direction,
-            "status": "RECEIVED",
-            "reason": None,
-            "request": json.dumps(request, sort_keys=True),
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = _columns(_received(transaction_id, tenant, None, direction, request))
         dialect = self._engine.dialect.name
 
         def work(conn: Connection) -> Payment:
@@ -389,6 +356,33 @@ def _create_tables(engine: Engine, attempts: int = 3) -> None:
         except DBAPIError:
             if attempt == attempts - 1:
                 raise
+
+
+def _received(
+    transaction_id: str,
+    tenant: str,
+    correlation_id: str | None,
+    direction: str,
+    request: dict[str, Any],
+) -> Payment:
+    """A payment as it is first recorded: RECEIVED, no instance yet."""
+    now = datetime.now(UTC)
+    return Payment(
+        transaction_id=transaction_id,
+        tenant=tenant,
+        correlation_id=correlation_id,
+        direction=direction,
+        status="RECEIVED",
+        reason=None,
+        request=request,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _columns(payment: Payment) -> dict[str, Any]:
+    """`payment` as its row in `payments` (the request as canonical JSON)."""
+    return {**asdict(payment), "request": json.dumps(payment.request, sort_keys=True)}
 
 
 def _one(conn: Connection, where: Any) -> Payment | None:
